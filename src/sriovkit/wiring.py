@@ -1,0 +1,26 @@
+"""Choose the seams for a root: the real host, or a simulated one written by `sriovkit.sim`.
+
+Adapters (CLI, agent) call this; ops/ and host/ never look at which kind of host they are on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sriovkit.host.sysfs import Sysfs
+
+SIM_MARKER = ".sriovkit-sim/host.json"
+
+
+def is_simulated(root: Path) -> bool:
+    """True when `root` is a host tree written by `sriovkit sim create`."""
+    return (Path(root) / SIM_MARKER).is_file()
+
+
+def open_sysfs(root: Path) -> Sysfs:
+    """The sysfs seam for `root`: kernel-emulating on a simulated host, plain otherwise."""
+    if is_simulated(root):
+        from sriovkit.sim.kernel import SimSysfs  # noqa: PLC0415 - only simulated hosts need it
+
+        return SimSysfs(Path(root))
+    return Sysfs(Path(root))
