@@ -47,7 +47,7 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: errors become one clear line on stderr and an exit code, never a traceback."""
+    """Console entry point: an error is one clear line on stderr and an exit code, no traceback."""
     try:
         cli.main(args=argv, prog_name="sriovkit", standalone_mode=False)
     except SriovkitError as exc:

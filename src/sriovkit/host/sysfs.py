@@ -1,6 +1,8 @@
-"""`Sysfs(root)`: read and write the kernel's PCI/netdev view under a root directory.
+"""`Sysfs(root)`: read and write the kernel's PCI and netdev view under a root directory.
 
-(Skeleton: the reading side is filled in by the inventory work.)
+Everything is read the way the kernel lays it out, so the same code serves a real host (root `/`)
+and a tree written by `sriovkit.sim`. Reads are kept to a minimum per device because a host can
+carry thousands of VFs: the `uevent` file alone carries driver, class, ids, slot and modalias.
 """
 
 from __future__ import annotations
@@ -9,7 +11,64 @@ import errno as errno_mod
 import os
 from pathlib import Path
 
-from sriovkit.errors import HostError
+from sriovkit.errors import HostError, NotFound
+from sriovkit.model.device import NetdevInfo, PciDevice, SriovInfo
+from sriovkit.model.modalias import format_modalias
+from sriovkit.model.pci import PciAddress
+
+PCI_DEVICES = "sys/bus/pci/devices"
+CLASS_NET = "sys/class/net"
+
+
+def _read(path: str) -> str | None:
+    """Text of a sysfs attribute, or None when absent or when the driver refuses the read.
+
+    phys_port_name and friends answer EOPNOTSUPP on drivers that lack them; that means "none".
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 65536).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _readlink_base(path: str) -> str | None:
+    try:
+        return os.readlink(path).rsplit("/", 1)[-1]
+    except OSError:
+        return None
+
+
+def _int(text: str | None, base: int = 10) -> int | None:
+    if text is None or text == "":
+        return None
+    try:
+        return int(text, base)
+    except ValueError:
+        return None
+
+
+def _parse_uevent(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key] = value
+    return out
+
+
+def _pci_in_path(target: str) -> PciAddress | None:
+    """The last PCI address among the components of a device path."""
+    for part in reversed(target.split("/")):
+        addr = PciAddress.try_parse(part)
+        if addr is not None:
+            return addr
+    return None
 
 
 class Sysfs:
@@ -17,11 +76,21 @@ class Sysfs:
 
     def __init__(self, root: Path = Path("/")) -> None:
         self.root = Path(root)
+        self._root_s = str(self.root).rstrip("/")
 
+    # -- paths ---------------------------------------------------------------------------------
     def path(self, rel: str) -> Path:
         """`rel` (an absolute-looking path like `/sys/bus/pci`) under this root."""
         return self.root / rel.lstrip("/")
 
+    def _p(self, rel: str) -> str:
+        return f"{self._root_s}/{rel}"
+
+    def device_dir(self, addr: PciAddress) -> str:
+        """The `sys/bus/pci/devices/<addr>` path (a link into `sys/devices`)."""
+        return self._p(f"{PCI_DEVICES}/{addr}")
+
+    # -- writes --------------------------------------------------------------------------------
     def write(self, rel: str, value: str) -> None:
         """Write one sysfs attribute, the single write primitive every side effect goes through.
 
@@ -40,3 +109,218 @@ class Sysfs:
             raise HostError(
                 f"failed to write {value!r} to {rel}: {os.strerror(code)}", errno=code
             ) from exc
+
+    # -- PCI -----------------------------------------------------------------------------------
+    def pci_addresses(self) -> list[PciAddress]:
+        """Every PCI function the kernel knows, sorted by address (empty when no PCI bus)."""
+        try:
+            names = os.listdir(self._p(PCI_DEVICES))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise HostError(f"cannot list {self._p(PCI_DEVICES)}: {exc.strerror}") from exc
+        return sorted(a for a in map(PciAddress.try_parse, names) if a is not None)
+
+    def exists(self, addr: PciAddress) -> bool:
+        """True when the function is present."""
+        return os.path.exists(self.device_dir(addr))
+
+    def attr(self, addr: PciAddress, name: str) -> str | None:
+        """One attribute of a PCI function (None when absent or unreadable)."""
+        return _read(f"{self.device_dir(addr)}/{name}")
+
+    def link_base(self, addr: PciAddress, name: str) -> str | None:
+        """Last component of a link under the function (`driver`, `iommu_group`, `physfn`)."""
+        return _readlink_base(f"{self.device_dir(addr)}/{name}")
+
+    def config(self, addr: PciAddress) -> bytes:
+        """Raw configuration space (64 bytes for non-root on a real host, up to 4096 for root)."""
+        try:
+            with open(f"{self.device_dir(addr)}/config", "rb") as fh:
+                return fh.read()
+        except OSError as exc:
+            raise HostError(f"cannot read config space of {addr}: {exc.strerror}") from exc
+
+    def sriov(self, addr: PciAddress) -> SriovInfo | None:
+        """The PF's sysfs SR-IOV figures, or None when the function is not SR-IOV capable."""
+        base = self.device_dir(addr)
+        total = _int(_read(f"{base}/sriov_totalvfs"))
+        if total is None:
+            return None
+        autoprobe = _int(_read(f"{base}/sriov_drivers_autoprobe"))
+        return SriovInfo(
+            total_vfs=total,
+            num_vfs=_int(_read(f"{base}/sriov_numvfs")) or 0,
+            offset=_int(_read(f"{base}/sriov_offset")) or 0,
+            stride=_int(_read(f"{base}/sriov_stride")) or 0,
+            vf_device_id=_int(_read(f"{base}/sriov_vf_device"), 16) or 0,
+            drivers_autoprobe=None if autoprobe is None else bool(autoprobe),
+        )
+
+    def virtfns(self, pf: PciAddress) -> dict[int, PciAddress]:
+        """VF index -> VF address from the PF's `virtfnN` links."""
+        base = self.device_dir(pf)
+        out: dict[int, PciAddress] = {}
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return out
+        for name in names:
+            if name.startswith("virtfn") and name[6:].isdigit():
+                target = _readlink_base(f"{base}/{name}")
+                vf = PciAddress.try_parse(target or "")
+                if vf is not None:
+                    out[int(name[6:])] = vf
+        return dict(sorted(out.items()))
+
+    def device(
+        self,
+        addr: PciAddress,
+        *,
+        pf: PciDevice | None = None,
+        netdevs: tuple[str, ...] | None = None,
+    ) -> PciDevice:
+        """Everything the inventory keeps about one function.
+
+        `pf`, when the caller already read the VF's PF, lets the VF index be computed from the
+        PF's offset/stride instead of scanning the PF's virtfn links (a read per VF saved).
+        """
+        base = self.device_dir(addr)
+        text = _read(f"{base}/uevent")
+        if text is None:
+            raise NotFound(f"PCI device {addr} not found under {self._p(PCI_DEVICES)}")
+        ev = _parse_uevent(text)
+        vendor, _, device = ev.get("PCI_ID", "0:0").partition(":")
+        sub_vendor, _, sub_device = ev.get("PCI_SUBSYS_ID", "0:0").partition(":")
+        class_code = int(ev.get("PCI_CLASS", "0"), 16)
+        physfn_name = _readlink_base(f"{base}/physfn")
+        physfn = PciAddress.try_parse(physfn_name) if physfn_name else None
+        vf_index = None
+        sriov = None
+        if physfn is None:
+            sriov = self.sriov(addr)
+        elif pf is not None and pf.sriov is not None and pf.sriov.stride:
+            delta = addr.routing_id - physfn.routing_id - pf.sriov.offset
+            if delta >= 0 and delta % pf.sriov.stride == 0:
+                vf_index = delta // pf.sriov.stride
+        if physfn is not None and vf_index is None:
+            vf_index = next((i for i, a in self.virtfns(physfn).items() if a == addr), None)
+        group = _readlink_base(f"{base}/iommu_group")
+        numa = _int(_read(f"{base}/numa_node"))
+        return PciDevice(
+            address=addr,
+            vendor_id=int(vendor, 16),
+            device_id=int(device, 16),
+            subsystem_vendor_id=int(sub_vendor, 16),
+            subsystem_device_id=int(sub_device, 16),
+            class_code=class_code,
+            revision=None,
+            driver=ev.get("DRIVER"),
+            modalias=ev.get("MODALIAS")
+            or format_modalias(
+                int(vendor, 16),
+                int(device, 16),
+                int(sub_vendor, 16),
+                int(sub_device, 16),
+                class_code,
+            ),
+            numa_node=None if numa is None or numa < 0 else numa,
+            iommu_group=_int(group) if group else None,
+            netdevs=self.netdev_map().get(addr, ()) if netdevs is None else netdevs,
+            physfn=physfn,
+            vf_index=vf_index,
+            sriov=sriov,
+        )
+
+    def devices(self) -> list[PciDevice]:
+        """Every function; PFs are read before their VFs so VF indexes come from arithmetic."""
+        out: dict[PciAddress, PciDevice] = {}
+        addrs = self.pci_addresses()
+        nets = self.netdev_map()
+        deferred: list[PciAddress] = []
+        for addr in addrs:
+            if os.path.islink(f"{self.device_dir(addr)}/physfn"):
+                deferred.append(addr)
+            else:
+                out[addr] = self.device(addr, netdevs=nets.get(addr, ()))
+        for addr in deferred:
+            pf_name = _readlink_base(f"{self.device_dir(addr)}/physfn")
+            pf_addr = PciAddress.try_parse(pf_name or "")
+            pf = out.get(pf_addr) if pf_addr else None
+            out[addr] = self.device(addr, pf=pf, netdevs=nets.get(addr, ()))
+        return [out[a] for a in addrs]
+
+    def revision(self, addr: PciAddress) -> int | None:
+        """Revision id (sysfs `revision`)."""
+        return _int(self.attr(addr, "revision"), 16)
+
+    def driver_version(self, driver: str) -> str | None:
+        """`sys/module/<drv>/version` (in-tree drivers mostly have none)."""
+        return _read(self._p(f"sys/module/{driver.replace('-', '_')}/version"))
+
+    def resources(self, addr: PciAddress) -> list[tuple[int, int, int]]:
+        """(start, end, flags) per line of the `resource` file; unused BARs are all-zero lines."""
+        text = self.attr(addr, "resource") or ""
+        out = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                out.append((int(parts[0], 16), int(parts[1], 16), int(parts[2], 16)))
+        return out
+
+    # -- netdevs -------------------------------------------------------------------------------
+    def netdev_pci(self, ifname: str) -> PciAddress | None:
+        """The PCI function behind a netdev, or None (virtual interfaces have no `device`)."""
+        if "/" in ifname or ifname in ("", ".", ".."):
+            return None
+        try:
+            target = os.readlink(self._p(f"{CLASS_NET}/{ifname}"))
+        except OSError:
+            return None
+        return _pci_in_path(target)
+
+    def netdev_map(self) -> dict[PciAddress, tuple[str, ...]]:
+        """PCI function -> its netdevs, from one readlink per `/sys/class/net` entry.
+
+        The link target is the device path, so it names the PCI function even when a bus sits
+        in between (virtio-pci puts `virtioN/net/ethX` under the PCI function). One readlink per
+        netdev is far cheaper than listing `net/` under thousands of VFs.
+        """
+        out: dict[PciAddress, list[str]] = {}
+        try:
+            names = os.listdir(self._p(CLASS_NET))
+        except OSError:
+            return {}
+        for name in names:
+            try:
+                target = os.readlink(self._p(f"{CLASS_NET}/{name}"))
+            except OSError:
+                continue
+            addr = _pci_in_path(target)
+            if addr is not None:
+                out.setdefault(addr, []).append(name)
+        return {a: tuple(sorted(n)) for a, n in out.items()}
+
+    def netdev(self, ifname: str) -> NetdevInfo:
+        """What `/sys/class/net/<if>` says about one interface."""
+        base = self._p(f"{CLASS_NET}/{ifname}")
+        if "/" in ifname or not os.path.exists(base):
+            raise NotFound(f"network interface {ifname!r} not found under {self._p(CLASS_NET)}")
+        carrier = _int(_read(f"{base}/carrier"))
+        speed = _int(_read(f"{base}/speed"))
+        return NetdevInfo(
+            name=ifname,
+            mac=_read(f"{base}/address"),
+            mtu=_int(_read(f"{base}/mtu")),
+            operstate=_read(f"{base}/operstate"),
+            carrier=None if carrier is None else bool(carrier),
+            speed=None if speed is None or speed < 0 else speed,
+            ifindex=_int(_read(f"{base}/ifindex")),
+            phys_port_name=_read(f"{base}/phys_port_name") or None,
+            phys_switch_id=_read(f"{base}/phys_switch_id") or None,
+        )
+
+    # -- procfs --------------------------------------------------------------------------------
+    def iomem_text(self) -> str:
+        """`/proc/iomem` (addresses read as zero unless root)."""
+        return _read(self._p("proc/iomem")) or ""

@@ -35,9 +35,17 @@ class PciAddress:
         if m is None:
             raise InvalidInput(field, f"{text!r} is not a PCI address like 0000:3b:00.1")
         slot = int(m["slot"], 16)
-        if slot > 0x1F:
+        if slot > 0x1F:  # two hex digits allow 0xff, but a device number has 5 bits
             raise InvalidInput(field, f"{text!r}: slot {slot:#x} is above 0x1f")
         return cls(int(m["domain"] or "0", 16), int(m["bus"], 16), slot, int(m["func"]))
+
+    @classmethod
+    def try_parse(cls, text: str) -> PciAddress | None:
+        """Like `parse`, but None for text that is not a PCI address (sysfs has other names)."""
+        m = _ADDR.match(text)
+        if m is None or m["domain"] is None:
+            return None
+        return cls(int(m["domain"], 16), int(m["bus"], 16), int(m["slot"], 16), int(m["func"]))
 
     @classmethod
     def from_routing_id(cls, domain: int, rid: int) -> PciAddress:

@@ -1,0 +1,229 @@
+"""`sriovkit inventory` and `sriovkit show`: print what ops.discover reads."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from sriovkit.errors import NotFound
+from sriovkit.host.pciids import PciIds
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.model.device import Names, NetdevInfo, PciDevice
+from sriovkit.ops import discover
+from sriovkit.wiring import is_simulated, open_sysfs
+
+if TYPE_CHECKING:
+    from sriovkit.cli import CliEnv
+
+
+def _ids(dev: PciDevice) -> str:
+    return f"[{dev.vendor_id:04x}:{dev.device_id:04x}]"
+
+
+def _name(names: Names, dev: PciDevice) -> str:
+    vendor = names.vendor or f"Vendor {dev.vendor_id:04x}"
+    device = names.device or f"Device {dev.device_id:04x}"
+    return f"{vendor} {device}"
+
+
+def _net(info: NetdevInfo) -> str:
+    link = info.operstate or "?"
+    if info.carrier is False:
+        link += ", no carrier"
+    return f"{info.name} {info.mac or '-'} {link}"
+
+
+def _netdevs(sysfs: Sysfs, dev: PciDevice) -> str:
+    parts = []
+    for n in dev.netdevs:
+        try:
+            parts.append(_net(sysfs.netdev(n)))
+        except NotFound:
+            parts.append(n)
+    return "; ".join(parts) or "no netdev"
+
+
+def _pf_line(dev: PciDevice, names: Names, sysfs: Sysfs) -> str:
+    s = dev.sriov
+    assert s is not None
+    return (
+        f"[bold]{dev.address}[/] {_ids(dev)} {_name(names, dev)}\n"
+        f"  driver {dev.driver or '-'}  netdev {_netdevs(sysfs, dev)}  NUMA {_opt(dev.numa_node)}"
+        f"  IOMMU group {_opt(dev.iommu_group)}\n"
+        f"  VFs {s.num_vfs}/{s.total_vfs}  offset {s.offset} stride {s.stride}"
+        f"  VF device {s.vf_device_id:04x}  SR-IOV cap at {_hexopt(s.cap_offset)}"
+    )
+
+
+def _vf_line(dev: PciDevice, sysfs: Sysfs) -> str:
+    return (
+        f"VF {_opt(dev.vf_index):>3}  {dev.address} {_ids(dev)}  driver {dev.driver or '-'}"
+        f"  {_netdevs(sysfs, dev)}  NUMA {_opt(dev.numa_node)}  IOMMU {_opt(dev.iommu_group)}"
+    )
+
+
+def _opt(v: object) -> str:
+    return "-" if v is None else str(v)
+
+
+def _hexopt(v: int | None) -> str:
+    return "-" if v is None else f"{v:#x}"
+
+
+def _lspci_line(dev: PciDevice, names: Names, rev: int | None) -> str:
+    """One line as `lspci -nn -D` prints it (unknown names read "Device", as pciutils does)."""
+    cls = names.class_name or "Class"
+    vendor_device = " ".join(x for x in (names.vendor, names.device or "Device") if x)
+    line = (
+        f"{dev.address} {cls} [{dev.class_code >> 8:04x}]: {vendor_device} "
+        f"[{dev.vendor_id:04x}:{dev.device_id:04x}]"
+    )
+    return line + (f" (rev {rev:02x})" if rev else "")
+
+
+@click.command()
+@click.option("--all", "show_all", is_flag=True, help="List every PCI function like `lspci -nn`.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output with stable keys.")
+@click.pass_obj
+def inventory(env: CliEnv, show_all: bool, as_json: bool) -> None:
+    """SR-IOV PFs with their VFs, plus the other NICs (or every PCI function with --all)."""
+    sysfs = open_sysfs(env.root)
+    inv = discover.collect(sysfs, PciIds())
+    if as_json:
+        json.dump(discover.inventory_json(inv), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if inv.pci_ids_note:
+        click.echo(f"note: {inv.pci_ids_note}; names are shown as ids", err=True)
+    if show_all:
+        for dev in inv.devices:
+            click.echo(_lspci_line(dev, inv.names[dev.address], sysfs.revision(dev.address)))
+        return
+    from rich.console import Console  # noqa: PLC0415 - rich costs ~40 ms, only the tree needs it
+    from rich.tree import Tree  # noqa: PLC0415
+
+    # Not a terminal (a pipe, CI): never crop lines at rich's default 80 columns.
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+    where = f" (simulated host at {env.root})" if is_simulated(env.root) else ""
+    tree = Tree(f"SR-IOV physical functions{where}: {len(inv.pfs)}")
+    for pf in inv.pfs:
+        branch = tree.add(_pf_line(pf, inv.names[pf.address], sysfs))
+        for vf in inv.vfs_of(pf.address):
+            branch.add(_vf_line(vf, sysfs))
+    console.print(tree)
+    others = Tree(f"Other network functions: {len(inv.other_nics)}")
+    for dev in inv.other_nics:
+        others.add(
+            f"{dev.address} {_ids(dev)} {_name(inv.names[dev.address], dev)}  "
+            f"driver {dev.driver or '-'}  netdev {_netdevs(sysfs, dev)}  NUMA {_opt(dev.numa_node)}"
+        )
+    console.print(others)
+
+
+@click.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def show(env: CliEnv, target: str, as_json: bool) -> None:
+    """Everything known about one device: ADDRESS (0000:3b:00.0 or 3b:00.0) or IFNAME."""
+    from sriovkit.host.ethtool import Ethtool  # noqa: PLC0415
+
+    sysfs = open_sysfs(env.root)
+    addr = discover.resolve(sysfs, target)
+    # ethtool asks the running kernel, which only describes the real host, never a simulated root.
+    ethtool = Ethtool() if str(env.root) == "/" else None
+    d = discover.detail(sysfs, PciIds(), addr, ethtool)
+    data = discover.device_json(d.device, d.names)
+    data["revision"] = None if d.revision is None else f"{d.revision:02x}"
+    data["driver_info"] = None
+    if d.driver_info is not None:
+        data["driver_info"] = {
+            "driver": d.driver_info.driver,
+            "version": d.driver_info.version,
+            "firmware": d.driver_info.firmware,
+            "bus_info": d.driver_info.bus_info,
+        }
+    data["capabilities"] = [
+        {"offset": c.offset, "id": c.cap_id, "name": c.name, "extended": c.extended,
+         "version": c.version}
+        for c in (d.config.capabilities if d.config else ())
+    ]  # fmt: skip
+    if d.config and d.config.pcie:
+        p = d.config.pcie
+        data["pcie"] = {"type": p.port_type, "link_cap": f"{p.max_speed} x{p.max_width}",
+                        "link_status": f"{p.speed} x{p.width}"}  # fmt: skip
+    if d.config and d.config.sriov:
+        c = d.config.sriov
+        data["sriov_capability"] = {
+            "initial_vfs": c.initial_vfs, "total_vfs": c.total_vfs, "num_vfs": c.num_vfs,
+            "first_vf_offset": c.first_vf_offset, "vf_stride": c.vf_stride,
+            "vf_device_id": f"{c.vf_device_id:04x}", "vf_enable": c.vf_enable,
+            "supported_page_sizes": f"{c.supported_page_sizes:08x}",
+            "system_page_size": f"{c.system_page_size:08x}",
+        }  # fmt: skip
+    data["iomem"] = [
+        {"start": f"{r.start:#x}", "end": f"{r.end:#x}", "claimed_by": r.claimed_by}
+        for r in d.iomem
+    ]
+    data["netdev_info"] = [
+        {"name": n.name, "mac": n.mac, "mtu": n.mtu, "operstate": n.operstate,
+         "carrier": n.carrier, "speed_mbps": n.speed, "ifindex": n.ifindex,
+         "phys_port_name": n.phys_port_name, "phys_switch_id": n.phys_switch_id}
+        for n in d.netdevs
+    ]  # fmt: skip
+    data["vfs"] = [{"index": v.vf_index, "address": str(v.address)} for v in d.vfs]
+    if d.config_error:
+        data["config_error"] = d.config_error
+    if as_json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    _print_detail(data)
+
+
+def _print_detail(data: dict[str, object]) -> None:
+    order = ["address", "vendor_name", "device_name", "vendor_id", "device_id", "class",
+             "class_name", "revision", "subsystem_vendor_id", "subsystem_device_id",
+             "subsystem_name", "driver", "numa_node", "iommu_group", "modalias", "netdevs",
+             "physfn", "vf_index"]  # fmt: skip
+    for key in order:
+        value = data.get(key)
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "-"
+        click.echo(f"{key + ':':<22}{'-' if value is None else value}")
+    for section in ("driver_info", "pcie", "sriov", "sriov_capability"):
+        block = data.get(section)
+        if isinstance(block, dict):
+            click.echo(f"{section}:")
+            for k, v in block.items():
+                click.echo(f"  {k + ':':<22}{'-' if v is None else v}")
+    for section, fmt in (
+        ("capabilities", _fmt_cap),
+        ("iomem", _fmt_iomem),
+        ("netdev_info", _fmt_netdev),
+        ("vfs", lambda v: f"VF {v['index']} {v['address']}"),
+    ):
+        items = data.get(section)
+        if isinstance(items, list) and items:
+            click.echo(f"{section}:")
+            for item in items:
+                click.echo(f"  {fmt(item)}")
+
+
+def _fmt_cap(c: dict[str, Any]) -> str:
+    version = f" v{c['version']}" if c["extended"] else ""
+    return f"[{c['offset']:x}{version}] {c['name']}"
+
+
+def _fmt_iomem(r: dict[str, Any]) -> str:
+    return f"{r['start']}-{r['end']}" + (f" ({r['claimed_by']})" if r["claimed_by"] else "")
+
+
+def _fmt_netdev(n: dict[str, Any]) -> str:
+    return (
+        f"{n['name']} mac {n['mac']} mtu {n['mtu']} {n['operstate']} "
+        f"speed {n['speed_mbps'] if n['speed_mbps'] is not None else '-'}"
+    )

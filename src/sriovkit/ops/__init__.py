@@ -1,0 +1,1 @@
+"""Orchestration: receives its seams as arguments; rollback lives here."""

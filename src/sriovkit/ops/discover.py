@@ -1,0 +1,200 @@
+"""The host inventory: every PCI function, SR-IOV PFs with their VFs, names and netdevs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sriovkit.errors import HostError, NotFound
+from sriovkit.host.ethtool import Ethtool
+from sriovkit.host.pciids import PciIds
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.model.configspace import ConfigSpace, parse_config
+from sriovkit.model.device import DriverInfo, Names, NetdevInfo, PciDevice, SriovInfo
+from sriovkit.model.iomem import DeviceRange, parse_iomem, ranges_by_device
+from sriovkit.model.pci import PciAddress, class_name_fallback
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """All PCI functions of a host, in address order, with their pci.ids names."""
+
+    devices: tuple[PciDevice, ...]
+    names: dict[PciAddress, Names]
+    pci_ids_note: str | None = None
+
+    def get(self, addr: PciAddress) -> PciDevice | None:
+        """The function at `addr`, if present."""
+        return next((d for d in self.devices if d.address == addr), None)
+
+    @property
+    def pfs(self) -> list[PciDevice]:
+        """SR-IOV capable physical functions."""
+        return [d for d in self.devices if d.sriov is not None]
+
+    def vfs_of(self, pf: PciAddress) -> list[PciDevice]:
+        """VFs of `pf` ordered by VF index."""
+        vfs = [d for d in self.devices if d.physfn == pf]
+        return sorted(vfs, key=lambda d: (d.vf_index is None, d.vf_index or 0, d.address))
+
+    @property
+    def other_nics(self) -> list[PciDevice]:
+        """Network functions that are neither PFs nor VFs."""
+        return [d for d in self.devices if d.is_network and not d.is_pf and not d.is_vf]
+
+
+def _with_cap_offset(sysfs: Sysfs, dev: PciDevice) -> PciDevice:
+    """Add where the SR-IOV capability sits in config space (one config read per PF)."""
+    if dev.sriov is None:
+        return dev
+    try:
+        cfg = parse_config(sysfs.config(dev.address))
+    except (ValueError, HostError):  # an unreadable config must not break the inventory
+        return dev
+    if cfg.sriov is None:
+        return dev
+    s = dev.sriov
+    sriov = SriovInfo(
+        s.total_vfs,
+        s.num_vfs,
+        s.offset,
+        s.stride,
+        s.vf_device_id,
+        cfg.sriov.offset,
+        s.drivers_autoprobe,
+    )
+    return PciDevice(
+        dev.address, dev.vendor_id, dev.device_id, dev.subsystem_vendor_id,
+        dev.subsystem_device_id, dev.class_code, dev.revision, dev.driver, dev.modalias,
+        dev.numa_node, dev.iommu_group, dev.netdevs, dev.physfn, dev.vf_index, sriov,
+    )  # fmt: skip
+
+
+def names_for(ids: PciIds, dev: PciDevice) -> Names:
+    """pci.ids names of one function, with a coarse class name when the database is absent."""
+    names = ids.names(
+        dev.vendor_id, dev.device_id, dev.subsystem_vendor_id, dev.subsystem_device_id,
+        dev.class_code,
+    )  # fmt: skip
+    if names.class_name is None:
+        return Names(
+            names.vendor, names.device, names.subsystem, class_name_fallback(dev.class_code)
+        )
+    return names
+
+
+def collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
+    """Read every PCI function once and name it."""
+    devices = tuple(_with_cap_offset(sysfs, d) for d in sysfs.devices())
+    names: dict[tuple[int, int, int, int, int], Names] = {}
+    by_addr: dict[PciAddress, Names] = {}
+    for d in devices:
+        key = (d.vendor_id, d.device_id, d.subsystem_vendor_id, d.subsystem_device_id, d.class_code)
+        if key not in names:  # 4,096 VFs share a handful of id tuples
+            names[key] = names_for(ids, d)
+        by_addr[d.address] = names[key]
+    return Inventory(devices, by_addr, None if ids.available else ids.missing_reason)
+
+
+def _hex4(v: int) -> str:
+    return f"{v:04x}"
+
+
+def device_json(dev: PciDevice, names: Names) -> dict[str, Any]:
+    """Stable JSON keys for one function (ids as 4-digit lower-case hex, class as 0x-hex)."""
+    out: dict[str, Any] = {
+        "address": str(dev.address),
+        "vendor_id": _hex4(dev.vendor_id),
+        "device_id": _hex4(dev.device_id),
+        "class": f"0x{dev.class_code:06x}",
+        "class_name": names.class_name,
+        "vendor_name": names.vendor,
+        "device_name": names.device,
+        "subsystem_vendor_id": _hex4(dev.subsystem_vendor_id),
+        "subsystem_device_id": _hex4(dev.subsystem_device_id),
+        "subsystem_name": names.subsystem,
+        "driver": dev.driver,
+        "numa_node": dev.numa_node,
+        "iommu_group": dev.iommu_group,
+        "modalias": dev.modalias,
+        "netdevs": list(dev.netdevs),
+        "physfn": str(dev.physfn) if dev.physfn else None,
+        "vf_index": dev.vf_index,
+        "sriov": None,
+    }
+    if dev.sriov is not None:
+        s = dev.sriov
+        out["sriov"] = {
+            "total_vfs": s.total_vfs,
+            "num_vfs": s.num_vfs,
+            "offset": s.offset,
+            "stride": s.stride,
+            "vf_device_id": _hex4(s.vf_device_id),
+            "cap_offset": s.cap_offset,
+            "drivers_autoprobe": s.drivers_autoprobe,
+        }
+    return out
+
+
+def inventory_json(inv: Inventory) -> dict[str, Any]:
+    """The `sriovkit inventory --json` document."""
+    return {
+        "devices": [device_json(d, inv.names[d.address]) for d in inv.devices],
+        "pci_ids": inv.pci_ids_note,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceDetail:
+    """Everything `sriovkit show` prints about one function."""
+
+    device: PciDevice
+    names: Names
+    revision: int | None
+    config: ConfigSpace | None
+    config_error: str | None
+    iomem: tuple[DeviceRange, ...]
+    netdevs: tuple[NetdevInfo, ...]
+    driver_info: DriverInfo | None
+    vfs: tuple[PciDevice, ...]
+
+
+def resolve(sysfs: Sysfs, target: str) -> PciAddress:
+    """A PCI address from `ADDRESS` (with or without domain) or a netdev name."""
+    addr = PciAddress.try_parse(target) or PciAddress.try_parse(f"0000:{target}")
+    if addr is not None:
+        if not sysfs.exists(addr):
+            raise NotFound(f"PCI device {addr} not found under {sysfs.device_dir(addr)}")
+        return addr
+    by_net = sysfs.netdev_pci(target)
+    if by_net is None:
+        raise NotFound(
+            f"{target!r} is neither a PCI address present on this host nor a netdev backed by a "
+            "PCI function"
+        )
+    return by_net
+
+
+def detail(sysfs: Sysfs, ids: PciIds, addr: PciAddress, ethtool: Ethtool | None) -> DeviceDetail:
+    """Read one function in full: config space, iomem ranges, netdevs, driver info, VFs."""
+    dev = _with_cap_offset(sysfs, sysfs.device(addr))
+    config: ConfigSpace | None = None
+    config_error = None
+    try:
+        config = parse_config(sysfs.config(addr))
+    except (ValueError, HostError) as exc:  # a missing or short config is shown, not fatal
+        config_error = str(exc)
+    iomem = tuple(ranges_by_device(parse_iomem(sysfs.iomem_text())).get(addr, []))
+    netdevs = tuple(sysfs.netdev(n) for n in dev.netdevs)
+    info: DriverInfo | None = None
+    if ethtool is not None and dev.netdevs:
+        info = ethtool.drvinfo(dev.netdevs[0])
+    if info is None and dev.driver:
+        info = DriverInfo(dev.driver, sysfs.driver_version(dev.driver))
+    vfs: tuple[PciDevice, ...] = ()
+    if dev.sriov is not None:
+        vfs = tuple(sysfs.device(a, pf=dev) for a in sysfs.virtfns(addr).values())
+    return DeviceDetail(
+        dev, names_for(ids, dev), sysfs.revision(addr), config, config_error, iomem, netdevs,
+        info, vfs,
+    )  # fmt: skip
