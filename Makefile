@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make demo` and `make test` (Debian, as root).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: bootstrap demo test test-unit test-root test-lab lab-setup lint bench
+
+bootstrap:
+	@sh scripts/bootstrap.sh
+
+demo: bootstrap
+	@bash scripts/demo.sh
+
+lab-setup: bootstrap
+	@$(VENV)/bin/sriovkit lab setup
+
+# Every tier: unit, integration (root), lab (QEMU guest), then lint and types.
+test: bootstrap lab-setup
+	@bash scripts/test.sh
+
+test-unit: bootstrap
+	@$(PY) -m pytest -m "not root and not lab" -q
+
+lint: bootstrap
+	@$(VENV)/bin/ruff check src tests benchmarks
+	@$(VENV)/bin/mypy
+
+bench: bootstrap
+	@$(PY) benchmarks/inventory.py

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from sriovkit.host.pciids import PciIds
+from sriovkit.model.iomem import parse_iomem, ranges_by_device
+from sriovkit.model.pci import PciAddress
+
+IOMEM = """\
+00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+c0000000-febfffff : PCI Bus 0000:00
+  fb000000-fbffffff : PCI Bus 0000:01
+    fb000000-fb01ffff : 0000:01:00.0
+      fb000000-fb01ffff : igb
+    fb020000-fb023fff : 0000:01:00.0
+    fb040000-fb043fff : 0000:01:10.0
+      fb040000-fb043fff : igbvf
+fee00000-fee00fff : Local APIC
+"""
+
+
+def test_iomem_tree_and_device_ranges() -> None:
+    roots = parse_iomem(IOMEM)
+    assert [r.name for r in roots] == ["Reserved", "System RAM", "PCI Bus 0000:00", "Local APIC"]
+    bus = roots[2].children[0]
+    assert bus.name == "PCI Bus 0000:01" and len(bus.children) == 3
+    by_dev = ranges_by_device(roots)
+    pf = by_dev[PciAddress.parse("0000:01:00.0")]
+    assert [(r.start, r.end, r.claimed_by) for r in pf] == [
+        (0xFB000000, 0xFB01FFFF, "igb"),
+        (0xFB020000, 0xFB023FFF, None),
+    ]
+    assert by_dev[PciAddress.parse("0000:01:10.0")][0].claimed_by == "igbvf"
+    assert roots[2].children[0].children[0].size == 0x20000
+
+
+PCI_IDS = """\
+# comment
+8086  Intel Corporation
+\t10c9  82576 Gigabit Network Connection
+\t\t8086 a03c  Gigabit ET Dual Port Server Adapter
+\t10ca  82576 Virtual Function
+8087  Intel Corp. (other)
+C 02  Network controller
+\t00  Ethernet controller
+C 03  Display controller
+"""
+
+
+def test_pciids_lookup(tmp_path: Path) -> None:
+    f = tmp_path / "pci.ids"
+    f.write_text(PCI_IDS)
+    ids = PciIds(f)
+    assert ids.vendor(0x8086) == "Intel Corporation"
+    assert ids.device(0x8086, 0x10CA) == "82576 Virtual Function"
+    assert ids.device(0x8087, 0x10CA) is None
+    assert ids.subsystem(0x8086, 0x10C9, 0x8086, 0xA03C) == "Gigabit ET Dual Port Server Adapter"
+    assert ids.subsystem(0x8086, 0x10CA, 0x8086, 0xA03C) is None
+    assert ids.class_name(0x020000) == "Ethernet controller"
+    assert ids.class_name(0x038000) == "Display controller"  # no subclass entry: base name
+    assert ids.vendor(0x1234) is None
+
+
+def test_pciids_missing_has_a_clear_reason(tmp_path: Path) -> None:
+    ids = PciIds(tmp_path / "absent.ids")
+    assert not ids.available
+    assert ids.vendor(0x8086) is None
+    assert ids.missing_reason is not None and "absent.ids" in ids.missing_reason
