@@ -1,0 +1,81 @@
+"""Inventory speed against `lspci -nn` on the same generated sysfs tree, in one sitting.
+
+    .venv/bin/python benchmarks/inventory.py [--runs N] [--sizes 1,4,8]
+
+Each size is a simulated host with that many dual-port E810 cards, 256 VFs per PF (8 cards =
+16 PFs x 256 = 4,096 VFs). Printed: medians of N runs of
+  - `collect()` in-process (what the agent and the CLI do once started), fresh seams each run;
+  - `sriovkit --root R inventory --json` as a process (CLI start-up included);
+  - `lspci -nn -A linux-sysfs -O sysfs.path=R/sys/bus/pci` as a process (the peer);
+and their ratios, plus microseconds per function to show linearity. Never a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sriovkit.host.pciids import PciIds
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.ops.discover import collect
+from sriovkit.sim import create_host
+
+
+def _median(fn: object, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--sizes", default="1,2,4,8", help="numbers of dual-port E810 cards")
+    args = ap.parse_args()
+    lspci = shutil.which("lspci")
+    if lspci is None:
+        print("lspci not found: apt-get install pciutils", file=sys.stderr)
+        return 1
+    cli = str(Path(sys.executable).with_name("sriovkit"))
+    print(f"{'VFs':>6} {'funcs':>6} {'collect ms':>11} {'cli ms':>8} {'lspci ms':>9} "
+          f"{'collect/lspci':>14} {'cli/lspci':>10} {'us/func':>8}")  # fmt: skip
+    for cards in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix="sriovkit-bench-") as tmp:
+            root = Path(tmp)
+            t0 = time.perf_counter()
+            host = create_host(root, ["e810"] * cards, vfs=256, extras=True)
+            built = time.perf_counter() - t0
+            n_funcs = len(Sysfs(root).pci_addresses())
+            n_vfs = sum(p.num_vfs for p in host.pfs)
+            ours = _median(lambda: collect(Sysfs(root), PciIds()), args.runs)
+            ours_cli = _median(
+                lambda: subprocess.run([cli, "--root", str(root), "inventory", "--json"],
+                                       check=True, stdout=subprocess.DEVNULL),
+                args.runs,
+            )  # fmt: skip
+            peer = _median(
+                lambda: subprocess.run(
+                    [lspci, "-nn", "-A", "linux-sysfs", "-O", f"sysfs.path={root}/sys/bus/pci"],
+                    check=True, stdout=subprocess.DEVNULL,
+                ),
+                args.runs,
+            )  # fmt: skip
+            print(
+                f"{n_vfs:>6} {n_funcs:>6} {ours * 1e3:>11.1f} {ours_cli * 1e3:>8.1f} "
+                f"{peer * 1e3:>9.1f} {ours / peer:>13.2f}x {ours_cli / peer:>9.2f}x "
+                f"{ours / n_funcs * 1e6:>8.1f}   (tree built in {built:.1f} s)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
