@@ -1,0 +1,235 @@
+"""The fake netlink's world: links, VF attributes, addresses, routes; in memory or kept with a tree.
+
+On a simulated host (`root` given) the links and VF counts come from the sysfs tree on every load
+(`ROOT/sys/class/net/<if>`, the PF's `device/sriov_numvfs`, `device/driver`, `carrier`, `speed`),
+and what netlink changed (VF attributes, names, MTU, MAC, state, netns, addresses, routes) is
+kept in `ROOT/.sriovkit-sim/netlink.json`, so successive CLI calls see earlier changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sriovkit.model.vf import LinkState, VfInfo, VfStats, VlanProto
+from sriovkit.sim.capabilities import caps_for
+
+STATE_FILE = ".sriovkit-sim/netlink.json"
+
+
+@dataclass(slots=True)
+class SimLink:
+    """One netdev of the fake. `key` is its identity (the tree name on a simulated host)."""
+
+    key: str
+    index: int
+    name: str
+    mac: str
+    mtu: int = 1500
+    up: bool = False
+    carrier: bool = True
+    speed: int = 1000
+    driver: str | None = None
+    num_vfs: int = 0
+    sriov: bool = False
+    parent: str | None = None
+    netns: str = ""
+    altnames: list[str] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
+
+    def overrides(self) -> dict[str, Any]:
+        """What netlink may change, for the state file."""
+        return {
+            "name": self.name,
+            "mac": self.mac,
+            "mtu": self.mtu,
+            "up": self.up,
+            "netns": self.netns,
+            "altnames": list(self.altnames),
+            "addresses": list(self.addresses),
+        }
+
+
+@dataclass(slots=True)
+class World:
+    """Everything the fake kernel holds."""
+
+    links: dict[str, SimLink] = field(default_factory=dict)
+    vfs: dict[str, dict[int, VfInfo]] = field(default_factory=dict)
+    routes: list[dict[str, Any]] = field(default_factory=list)
+
+    def vf_table(self, link: SimLink) -> dict[int, VfInfo]:
+        """The VF attributes of PF `link`, created as the driver initialises new VFs."""
+        table = self.vfs.setdefault(link.key, {})
+        if len(table) != link.num_vfs:
+            # sriov_numvfs can only go N -> 0 -> M, and every VF creation resets the VFs'
+            # attributes, so a changed count means fresh VFs.
+            caps = caps_for(link.driver)
+            table.clear()
+            for i in range(link.num_vfs):
+                table[i] = VfInfo(
+                    index=i,
+                    spoofchk=caps.default_spoofchk,
+                    rss_query=False if caps.reports_rss_query else None,
+                    stats=VfStats(),
+                )
+        return table
+
+
+def vf_to_json(vf: VfInfo) -> dict[str, Any]:
+    """A VF's attributes as plain JSON (stats are not kept: the fake passes no traffic)."""
+    return {
+        "mac": vf.mac,
+        "vlan": vf.vlan,
+        "qos": vf.qos,
+        "proto": int(vf.proto),
+        "spoofchk": vf.spoofchk,
+        "trust": vf.trust,
+        "link_state": int(vf.link_state),
+        "min_tx_rate": vf.min_tx_rate,
+        "max_tx_rate": vf.max_tx_rate,
+        "rss_query": vf.rss_query,
+    }
+
+
+def vf_from_json(index: int, data: dict[str, Any]) -> VfInfo:
+    """Inverse of `vf_to_json`."""
+    return VfInfo(
+        index=index,
+        mac=data["mac"],
+        vlan=data["vlan"],
+        qos=data["qos"],
+        proto=VlanProto(data["proto"]),
+        spoofchk=data["spoofchk"],
+        trust=data["trust"],
+        link_state=LinkState(data["link_state"]),
+        min_tx_rate=data["min_tx_rate"],
+        max_tx_rate=data["max_tx_rate"],
+        rss_query=data["rss_query"],
+        stats=VfStats(),
+    )
+
+
+def _in_root(root: Path, path: Path) -> Path:
+    """Follow a symlink that may be absolute (written as on a real host) inside `root`."""
+    if path.is_symlink():
+        target = os.readlink(path)
+        if target.startswith("/"):
+            return root / target.lstrip("/")
+        return path.parent / target
+    return path
+
+
+def _read(path: Path, default: str = "") -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return default
+
+
+def _int(text: str, default: int) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        return default
+
+
+def links_from_tree(root: Path) -> dict[str, SimLink]:
+    """The netdevs a simulated host's sysfs tree shows, keyed by their tree name."""
+    base = root / "sys/class/net"
+    found: dict[str, SimLink] = {}
+    names = sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+    for pos, name in enumerate(names, start=1):
+        netdev = _in_root(root, base / name)
+        device = netdev / "device"
+        driver_link = device / "driver"
+        driver = Path(os.readlink(driver_link)).name if driver_link.is_symlink() else None
+        is_link = device.is_symlink()
+        device = _in_root(root, device)
+        parent = Path(os.path.normpath(device)).name if is_link else None
+        numvfs = _read(device / "sriov_numvfs")
+        flags_text = _read(netdev / "flags")
+        operstate = _read(netdev / "operstate", "unknown")
+        carrier = _read(netdev / "carrier", "0") == "1"
+        # `carrier` reads only while the netdev is up, so it stands in for a missing `flags`.
+        up = bool(_int(flags_text, 0) & 1) if flags_text else operstate == "up" or carrier
+        found[name] = SimLink(
+            key=name,
+            index=_int(_read(netdev / "ifindex"), pos),
+            name=name,
+            mac=_read(netdev / "address", "00:00:00:00:00:00"),
+            mtu=_int(_read(netdev / "mtu", "1500"), 1500),
+            up=up,
+            carrier=carrier,
+            speed=max(_int(_read(netdev / "speed", "0"), 0), 0),
+            driver=driver,
+            num_vfs=_int(numvfs, 0),
+            sriov=numvfs != "",
+            parent=parent,
+        )
+    return found
+
+
+def load_world(root: Path) -> World:
+    """The links from the tree with netlink's recorded changes on top."""
+    world = World(links=links_from_tree(root))
+    try:
+        saved: dict[str, Any] = json.loads((root / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        saved = {}
+    for key, over in saved.get("links", {}).items():
+        if key in world.links:
+            link = world.links[key]
+            world.links[key] = replace(
+                link,
+                name=over["name"],
+                mac=over["mac"],
+                mtu=over["mtu"],
+                up=over["up"],
+                netns=over["netns"],
+                altnames=list(over["altnames"]),
+                addresses=list(over["addresses"]),
+            )
+    for key, table in saved.get("vfs", {}).items():
+        world.vfs[key] = {int(i): vf_from_json(int(i), d) for i, d in table.items()}
+    world.routes = list(saved.get("routes", []))
+    return world
+
+
+def save_world(root: Path, world: World) -> None:
+    """Write the recorded changes atomically (temp file, fsync, rename)."""
+    data = {
+        "links": {k: link.overrides() for k, link in world.links.items()},
+        "vfs": {
+            k: {str(i): vf_to_json(v) for i, v in table.items()} for k, table in world.vfs.items()
+        },
+        "routes": world.routes,
+    }
+    target = root / STATE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".netlink.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = [
+    "STATE_FILE",
+    "SimLink",
+    "World",
+    "links_from_tree",
+    "load_world",
+    "save_world",
+    "vf_from_json",
+    "vf_to_json",
+]
