@@ -1,0 +1,161 @@
+"""The netlink seam: a small typed protocol in domain verbs.
+
+Two implementations: `sriovkit.host._pyroute2.Pyroute2Netlink` (the real kernel, the only module
+that imports pyroute2) and `sriovkit.sim.netlink.FakeNetlink` (a stateful fake that refuses what
+the real drivers refuse, with the same errno). Every implementation raises only sriovkit errors:
+`NotFound` for a missing link, `HostError(msg, errno=...)` for what the kernel refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from sriovkit.model.vf import VfInfo, VfSettings
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """One netdev as RTM_GETLINK reports it (in the netns the seam is bound to)."""
+
+    index: int
+    name: str
+    mac: str
+    mtu: int
+    operstate: str = "unknown"
+    carrier: bool = False
+    up: bool = False
+    kind: str | None = None
+    altnames: tuple[str, ...] = ()
+    num_vfs: int = 0
+    parent: str | None = None  # IFLA_PARENT_DEV_NAME: the PCI address for a PCI netdev
+    link_netnsid: int | None = None  # set for a veth whose peer lives in another netns
+    master: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One IP address on a link."""
+
+    ifindex: int
+    address: str
+    prefixlen: int
+
+    @property
+    def cidr(self) -> str:
+        """`10.0.0.1/24` form."""
+        return f"{self.address}/{self.prefixlen}"
+
+    @property
+    def family(self) -> int:
+        """4 or 6."""
+        return ipaddress.ip_address(self.address).version
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route of the main table: `dst` is a CIDR (`default` for 0.0.0.0/0 and ::/0)."""
+
+    dst: str
+    gateway: str | None = None
+    ifindex: int | None = None
+    table: int = 254
+    scope: int = 0
+
+
+@runtime_checkable
+class Netlink(Protocol):
+    """Domain verbs over rtnetlink, bound to one network namespace."""
+
+    def links(self) -> list[LinkInfo]:
+        """Every link in the namespace."""
+        ...
+
+    def link(self, name: str) -> LinkInfo:
+        """The link called `name` (or having it as an altname); NotFound if there is none."""
+        ...
+
+    def vfs(self, pf: str) -> list[VfInfo]:
+        """The VF attributes the PF `pf` reports (IFLA_VFINFO_LIST), by VF index."""
+        ...
+
+    def set_vf(self, pf: str, index: int, settings: VfSettings) -> None:
+        """Apply every set field of `settings` to VF `index` in ONE RTM_SETLINK.
+
+        The kernel applies the attributes in order (mac, vlan, rate, spoofchk, link-state, trust)
+        and stops at the first one the driver refuses, leaving the earlier ones applied: the
+        caller reads back to learn which one that was. A vlan change missing qos/proto, or a rate
+        change missing one of min/max, is completed from the VF's current state.
+        """
+        ...
+
+    def set_link(
+        self,
+        name: str,
+        *,
+        new_name: str | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool | None = None,
+    ) -> LinkInfo:
+        """Rename / set MTU / MAC / admin state of a link in one request; returns the new state."""
+        ...
+
+    def move_link(
+        self,
+        name: str,
+        netns: Path,
+        *,
+        new_name: str | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        up: bool | None = None,
+    ) -> None:
+        """Move `name` into the netns at path `netns`, renamed and configured, in one message."""
+        ...
+
+    def del_altname(self, name: str, altname: str) -> None:
+        """Drop an alternative name of a link (a moved VF must not keep a name that clashes)."""
+        ...
+
+    def addresses(self, name: str) -> list[Address]:
+        """IP addresses on the link."""
+        ...
+
+    def add_address(self, name: str, cidr: str) -> None:
+        """Add `cidr` (e.g. `10.1.0.2/24`) to the link."""
+        ...
+
+    def flush_addresses(self, name: str) -> None:
+        """Remove every IP address from the link."""
+        ...
+
+    def routes(self, name: str | None = None) -> list[Route]:
+        """Main-table routes, optionally only those through link `name`."""
+        ...
+
+    def add_route(self, dst: str, *, gateway: str | None = None, dev: str | None = None) -> None:
+        """Add a main-table route (`dst` a CIDR or `default`)."""
+        ...
+
+    def wait_link(self, name: str, timeout: float) -> LinkInfo:
+        """Wait on link events (no polling) until `name` exists; Timeout if it never does."""
+        ...
+
+    def in_netns(self, netns: Path) -> Netlink:
+        """A Netlink of the same kind bound to the netns at `netns` (close it when done)."""
+        ...
+
+    def close(self) -> None:
+        """Release the socket."""
+        ...
+
+
+__all__ = [
+    "Address",
+    "LinkInfo",
+    "Netlink",
+    "Route",
+]

@@ -1,0 +1,120 @@
+"""The pyroute2 seam against the running kernel: veth pairs in throwaway network namespaces.
+
+Everything happens inside namespaces made for the test, reached through the seam's own
+netns-bound sockets, so the test never touches the host's links and the test thread never moves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sriovkit.errors import HostError, NotFound, Timeout
+
+pytestmark = pytest.mark.root
+
+if os.geteuid() != 0 or shutil.which("ip") is None:
+    pytest.skip("needs root and iproute2 to create network namespaces", allow_module_level=True)
+
+from sriovkit.host._pyroute2 import Pyroute2Netlink  # noqa: E402
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def netns() -> Iterator[tuple[Path, Path]]:
+    """Two throwaway namespaces: `host` with a veth pair (skv0 <-> skv1) and an empty `pod`."""
+    tag = uuid.uuid4().hex[:8]
+    host, pod = f"skh-{tag}", f"skp-{tag}"
+    ip("netns", "add", host)
+    ip("netns", "add", pod)
+    try:
+        ip("-n", host, "link", "add", "skv0", "type", "veth", "peer", "name", "skv1")
+        ip("-n", host, "link", "property", "add", "dev", "skv0", "altname", "skalt0")
+        yield Path("/run/netns") / host, Path("/run/netns") / pod
+    finally:
+        ip("netns", "del", pod)
+        ip("netns", "del", host)
+
+
+@pytest.fixture
+def nl(netns: tuple[Path, Path]) -> Iterator[Pyroute2Netlink]:
+    with Pyroute2Netlink(netns[0]) as seam:
+        yield seam
+
+
+def test_links_seen_in_the_bound_netns_only(nl: Pyroute2Netlink) -> None:
+    own = os.readlink("/proc/thread-self/ns/net")
+    names = {lk.name for lk in nl.links()}
+    assert names == {"lo", "skv0", "skv1"}
+    assert os.readlink("/proc/thread-self/ns/net") == own  # this thread never moved
+    veth = nl.link("skalt0")  # altnames resolve
+    assert (veth.name, veth.kind, veth.altnames, veth.up) == ("skv0", "veth", ("skalt0",), False)
+    with pytest.raises(NotFound):
+        nl.link("nosuch0")
+
+
+def test_set_link_in_one_request(nl: Pyroute2Netlink) -> None:
+    got = nl.set_link("skv1", new_name="skren1", mtu=1400, mac="02:aa:bb:cc:dd:01", up=True)
+    assert (got.name, got.mtu, got.mac, got.up) == ("skren1", 1400, "02:aa:bb:cc:dd:01", True)
+    with pytest.raises(HostError) as err:
+        nl.set_link("skren1", new_name="skv0")
+    assert err.value.errno == 17  # EEXIST
+    assert "skren1" in str(err.value)
+
+
+def test_move_link_renames_and_configures_in_one_call(
+    nl: Pyroute2Netlink, netns: tuple[Path, Path]
+) -> None:
+    nl.move_link("skv0", netns[1], new_name="net1", mtu=1280, mac="02:00:00:00:0a:01", up=True)
+    with pytest.raises(NotFound):
+        nl.link("skv0")
+    with nl.in_netns(netns[1]) as pod:
+        moved = pod.link("net1")
+        assert (moved.mtu, moved.mac, moved.up) == (1280, "02:00:00:00:0a:01", True)
+        assert moved.altnames == ("skalt0",)  # altnames travel with the netdev
+        pod.del_altname("net1", "skalt0")
+        assert pod.link("net1").altnames == ()
+        pod.move_link("net1", netns[0], new_name="skv0")
+    back = nl.link("skv0")
+    assert back.up is False  # the kernel closes a netdev it moves
+
+
+def test_addresses_and_routes(nl: Pyroute2Netlink) -> None:
+    nl.set_link("skv0", up=True)
+    nl.set_link("skv1", up=True)
+    nl.add_address("skv0", "10.77.0.2/24")
+    assert [a.cidr for a in nl.addresses("skv0") if a.family == 4] == ["10.77.0.2/24"]
+    with pytest.raises(HostError) as err:
+        nl.add_address("skv0", "10.77.0.2/24")
+    assert err.value.errno == 17  # EEXIST
+    nl.add_route("10.88.0.0/16", gateway="10.77.0.1", dev="skv0")
+    routes = {(r.dst, r.gateway) for r in nl.routes("skv0")}
+    assert ("10.88.0.0/16", "10.77.0.1") in routes
+    assert ("10.77.0.0/24", None) in routes  # the connected route of the address
+    nl.add_route("default", gateway="10.77.0.1")
+    assert any(r.dst == "default" for r in nl.routes())
+    nl.flush_addresses("skv0")
+    assert [a for a in nl.addresses("skv0") if a.family == 4] == []
+    # IPv4 routes through the link went with its addresses
+    assert [r for r in nl.routes("skv0") if ":" not in r.dst and r.dst != "default"] == []
+
+
+def test_wait_link(nl: Pyroute2Netlink) -> None:
+    assert nl.wait_link("skv1", 1.0).name == "skv1"
+    with pytest.raises(Timeout):
+        nl.wait_link("nosuch0", 0.2)
+
+
+def test_missing_netns_is_a_host_error() -> None:
+    with pytest.raises(HostError) as err:
+        Pyroute2Netlink(Path("/run/netns/sriovkit-no-such-netns"))
+    assert err.value.errno == 2  # ENOENT
