@@ -56,19 +56,17 @@ def main() -> int:
             built = time.perf_counter() - t0
             n_funcs = len(Sysfs(root).pci_addresses())
             n_vfs = sum(p.num_vfs for p in host.pfs)
-            ours = _median(lambda: collect(Sysfs(root), PciIds()), args.runs)
+            ours = _median(lambda r=root: collect(Sysfs(r), PciIds()), args.runs)
             ours_cli = _median(
-                lambda: subprocess.run([cli, "--root", str(root), "inventory", "--json"],
-                                       check=True, stdout=subprocess.DEVNULL),
+                lambda r=root: subprocess.run([cli, "--root", str(r), "inventory", "--json"],
+                                              check=True, stdout=subprocess.DEVNULL),
                 args.runs,
             )  # fmt: skip
+            lspci_cmd = [lspci, "-nn", "-A", "linux-sysfs", "-O", f"sysfs.path={root}/sys/bus/pci"]
             peer = _median(
-                lambda: subprocess.run(
-                    [lspci, "-nn", "-A", "linux-sysfs", "-O", f"sysfs.path={root}/sys/bus/pci"],
-                    check=True, stdout=subprocess.DEVNULL,
-                ),
+                lambda c=lspci_cmd: subprocess.run(c, check=True, stdout=subprocess.DEVNULL),
                 args.runs,
-            )  # fmt: skip
+            )
             print(
                 f"{n_vfs:>6} {n_funcs:>6} {ours * 1e3:>11.1f} {ours_cli * 1e3:>8.1f} "
                 f"{peer * 1e3:>9.1f} {ours / peer:>13.2f}x {ours_cli / peer:>9.2f}x "

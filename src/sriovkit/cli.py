@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from dataclasses import dataclass
@@ -20,7 +21,35 @@ class CliEnv:
     root: Path
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Command name -> (module, attribute). Each is imported only when used: `sriovkit inventory`
+# must not pay for pyroute2, msgspec or the lab's modules.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "inventory": ("sriovkit.commands.inventory", "inventory"),
+    "show": ("sriovkit.commands.inventory", "show"),
+    "vfs": ("sriovkit.commands.vfs", "vfs"),
+    "vf": ("sriovkit.cli", "_bind_command"),
+    "sim": ("sriovkit.commands.sim", "sim"),
+    "lab": ("sriovkit.commands.lab", "lab"),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        module_name, attr = _COMMANDS[cmd_name]
+        obj = getattr(importlib.import_module(module_name), attr)
+        cmd = obj() if attr.startswith("_") else obj
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
@@ -35,15 +64,13 @@ def cli(ctx: click.Context, root: Path) -> None:
     ctx.obj = CliEnv(root=Path(root))
 
 
-def _register() -> None:
-    from sriovkit.commands import inventory, sim  # noqa: PLC0415
+def _bind_command() -> click.Command:
+    """`sriovkit vf` plus `bind`, which lives with the VF lifecycle commands."""
+    from sriovkit.commands import vf, vfs  # noqa: PLC0415
 
-    cli.add_command(inventory.inventory)
-    cli.add_command(inventory.show)
-    cli.add_command(sim.sim)
-
-
-_register()
+    if "bind" not in vf.vf.commands:
+        vf.vf.add_command(vfs.bind)
+    return vf.vf
 
 
 def main(argv: list[str] | None = None) -> int:

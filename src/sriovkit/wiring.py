@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sriovkit.host.netlink import Netlink
 from sriovkit.host.sysfs import Sysfs
 
 SIM_MARKER = ".sriovkit-sim/host.json"
@@ -24,3 +25,14 @@ def open_sysfs(root: Path) -> Sysfs:
 
         return SimSysfs(Path(root))
     return Sysfs(Path(root))
+
+
+def open_netlink(root: Path) -> Netlink:
+    """FakeNetlink(root) on a simulated host, else the pyroute2 seam (the caller closes it)."""
+    if is_simulated(root):
+        from sriovkit.sim.netlink import FakeNetlink  # noqa: PLC0415
+
+        return FakeNetlink(Path(root))
+    from sriovkit.host._pyroute2 import Pyroute2Netlink  # noqa: PLC0415 - pyroute2 costs ~140 ms
+
+    return Pyroute2Netlink()

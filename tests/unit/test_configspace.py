@@ -40,7 +40,8 @@ def _space() -> bytes:
 
 def test_header_and_capabilities() -> None:
     cfg = parse_config(_space())
-    assert (cfg.vendor_id, cfg.device_id, cfg.class_code, cfg.revision) == (0x8086, 0x10C9, 0x020000, 1)
+    ids = (cfg.vendor_id, cfg.device_id, cfg.class_code, cfg.revision)
+    assert ids == (0x8086, 0x10C9, 0x020000, 1)
     assert cfg.multifunction and cfg.header_type == 0
     assert (cfg.subsystem_vendor_id, cfg.subsystem_device_id) == (0x8086, 0xA03C)
     labels = [c.label for c in cfg.capabilities]
@@ -53,7 +54,8 @@ def test_header_and_capabilities() -> None:
         "[160 v1] Single Root I/O Virtualization (SR-IOV)",
     ]
     assert cfg.pcie is not None
-    assert (cfg.pcie.port_type, cfg.pcie.max_speed, cfg.pcie.max_width) == ("Endpoint", "2.5GT/s", 4)
+    link = (cfg.pcie.port_type, cfg.pcie.max_speed, cfg.pcie.max_width)
+    assert link == ("Endpoint", "2.5GT/s", 4)
 
 
 def test_sriov_block_in_full() -> None:

@@ -1,4 +1,4 @@
-"""On this machine's real /sys: `sriovkit inventory --all` lists exactly what `lspci -nn -D` lists."""
+"""On this machine's real /sys, `sriovkit inventory --all` prints what `lspci -nn -D` prints."""
 
 from __future__ import annotations
 

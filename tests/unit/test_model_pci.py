@@ -15,7 +15,9 @@ def test_parse_and_format_roundtrip() -> None:
     assert PciAddress.parse("3b:02.7") == PciAddress(0, 0x3B, 2, 7)
 
 
-@pytest.mark.parametrize("bad", ["", "0000:3b:00", "0000:3b:00.8", "zz:00.0", "0000:3b:20.0", "../x"])
+@pytest.mark.parametrize(
+    "bad", ["", "0000:3b:00", "0000:3b:00.8", "zz:00.0", "0000:3b:20.0", "../x"]
+)
 def test_parse_rejects_with_field(bad: str) -> None:
     with pytest.raises(InvalidInput) as err:
         PciAddress.parse(bad, field="deviceID")

@@ -11,10 +11,10 @@ import errno as errno_mod
 import os
 from pathlib import Path
 
-from sriovkit.errors import HostError, NotFound
+from sriovkit.errors import HostError, InvalidInput, NotFound
 from sriovkit.model.device import NetdevInfo, PciDevice, SriovInfo
 from sriovkit.model.modalias import format_modalias
-from sriovkit.model.pci import PciAddress
+from sriovkit.model.pci import PciAddress, vf_address
 
 PCI_DEVICES = "sys/bus/pci/devices"
 CLASS_NET = "sys/class/net"
@@ -30,7 +30,7 @@ def _read(path: str) -> str | None:
     except OSError:
         return None
     try:
-        return os.read(fd, 65536).decode("utf-8", "replace").strip()
+        return os.read(fd, 8192).decode("utf-8", "replace").strip()
     except OSError:
         return None
     finally:
@@ -177,13 +177,14 @@ class Sysfs:
         self,
         addr: PciAddress,
         *,
-        pf: PciDevice | None = None,
         netdevs: tuple[str, ...] | None = None,
+        vf_of: tuple[PciDevice, int] | None = None,
     ) -> PciDevice:
         """Everything the inventory keeps about one function.
 
-        `pf`, when the caller already read the VF's PF, lets the VF index be computed from the
-        PF's offset/stride instead of scanning the PF's virtfn links (a read per VF saved).
+        `vf_of` = (PF, index), when the caller already knows the function is that PF's VF: the
+        physfn link, SR-IOV files and NUMA node are then not read (a VF sits on its PF's bus,
+        so the kernel gives it the PF's node).
         """
         base = self.device_dir(addr)
         text = _read(f"{base}/uevent")
@@ -192,39 +193,34 @@ class Sysfs:
         ev = _parse_uevent(text)
         vendor, _, device = ev.get("PCI_ID", "0:0").partition(":")
         sub_vendor, _, sub_device = ev.get("PCI_SUBSYS_ID", "0:0").partition(":")
+        vid, did, svid, sdid = (int(x, 16) for x in (vendor, device, sub_vendor, sub_device))
         class_code = int(ev.get("PCI_CLASS", "0"), 16)
-        physfn_name = _readlink_base(f"{base}/physfn")
-        physfn = PciAddress.try_parse(physfn_name) if physfn_name else None
-        vf_index = None
-        sriov = None
-        if physfn is None:
-            sriov = self.sriov(addr)
-        elif pf is not None and pf.sriov is not None and pf.sriov.stride:
-            delta = addr.routing_id - physfn.routing_id - pf.sriov.offset
-            if delta >= 0 and delta % pf.sriov.stride == 0:
-                vf_index = delta // pf.sriov.stride
-        if physfn is not None and vf_index is None:
-            vf_index = next((i for i, a in self.virtfns(physfn).items() if a == addr), None)
+        sriov: SriovInfo | None = None
+        if vf_of is not None:
+            pf, vf_index = vf_of
+            physfn: PciAddress | None = pf.address
+            numa = pf.numa_node
+        else:
+            physfn = PciAddress.try_parse(_readlink_base(f"{base}/physfn") or "")
+            vf_index = None
+            if physfn is None:
+                sriov = self.sriov(addr)
+            else:
+                vf_index = next((i for i, a in self.virtfns(physfn).items() if a == addr), None)
+            numa = _int(_read(f"{base}/numa_node"))
+            numa = None if numa is None or numa < 0 else numa
         group = _readlink_base(f"{base}/iommu_group")
-        numa = _int(_read(f"{base}/numa_node"))
         return PciDevice(
             address=addr,
-            vendor_id=int(vendor, 16),
-            device_id=int(device, 16),
-            subsystem_vendor_id=int(sub_vendor, 16),
-            subsystem_device_id=int(sub_device, 16),
+            vendor_id=vid,
+            device_id=did,
+            subsystem_vendor_id=svid,
+            subsystem_device_id=sdid,
             class_code=class_code,
             revision=None,
             driver=ev.get("DRIVER"),
-            modalias=ev.get("MODALIAS")
-            or format_modalias(
-                int(vendor, 16),
-                int(device, 16),
-                int(sub_vendor, 16),
-                int(sub_device, 16),
-                class_code,
-            ),
-            numa_node=None if numa is None or numa < 0 else numa,
+            modalias=ev.get("MODALIAS") or format_modalias(vid, did, svid, sdid, class_code),
+            numa_node=numa,
             iommu_group=_int(group) if group else None,
             netdevs=self.netdev_map().get(addr, ()) if netdevs is None else netdevs,
             physfn=physfn,
@@ -233,22 +229,30 @@ class Sysfs:
         )
 
     def devices(self) -> list[PciDevice]:
-        """Every function; PFs are read before their VFs so VF indexes come from arithmetic."""
-        out: dict[PciAddress, PciDevice] = {}
+        """Every function, in address order.
+
+        A PF's routing id is always below its VFs' (First VF Offset >= 1), so walking in address
+        order meets each PF first; its VFs' addresses then follow from offset and stride
+        (PCIe SR-IOV spec) and need no physfn/virtfn link reads of their own.
+        """
         addrs = self.pci_addresses()
+        present = set(addrs)
         nets = self.netdev_map()
-        deferred: list[PciAddress] = []
+        known_vfs: dict[PciAddress, tuple[PciDevice, int]] = {}
+        out: list[PciDevice] = []
         for addr in addrs:
-            if os.path.islink(f"{self.device_dir(addr)}/physfn"):
-                deferred.append(addr)
-            else:
-                out[addr] = self.device(addr, netdevs=nets.get(addr, ()))
-        for addr in deferred:
-            pf_name = _readlink_base(f"{self.device_dir(addr)}/physfn")
-            pf_addr = PciAddress.try_parse(pf_name or "")
-            pf = out.get(pf_addr) if pf_addr else None
-            out[addr] = self.device(addr, pf=pf, netdevs=nets.get(addr, ()))
-        return [out[a] for a in addrs]
+            dev = self.device(addr, netdevs=nets.get(addr, ()), vf_of=known_vfs.get(addr))
+            out.append(dev)
+            s = dev.sriov
+            if s is not None and s.num_vfs and s.stride:
+                for index in range(s.num_vfs):
+                    try:
+                        vf = vf_address(addr, s.offset, s.stride, index)
+                    except InvalidInput:
+                        break
+                    if vf in present:
+                        known_vfs[vf] = (dev, index)
+        return out
 
     def revision(self, addr: PciAddress) -> int | None:
         """Revision id (sysfs `revision`)."""

@@ -193,8 +193,24 @@ def detail(sysfs: Sysfs, ids: PciIds, addr: PciAddress, ethtool: Ethtool | None)
         info = DriverInfo(dev.driver, sysfs.driver_version(dev.driver))
     vfs: tuple[PciDevice, ...] = ()
     if dev.sriov is not None:
-        vfs = tuple(sysfs.device(a, pf=dev) for a in sysfs.virtfns(addr).values())
+        vfs = tuple(sysfs.device(a, vf_of=(dev, i)) for i, a in sysfs.virtfns(addr).items())
     return DeviceDetail(
         dev, names_for(ids, dev), sysfs.revision(addr), config, config_error, iomem, netdevs,
         info, vfs,
     )  # fmt: skip
+
+
+def pf_netdev(sysfs: Sysfs, target: str) -> str:
+    """The netdev through which a PF is configured, from its netdev name or PCI address.
+
+    VF attributes are set with netlink on the PF's netdev, so a PCI address must map to one.
+    """
+    addr = PciAddress.try_parse(target) or PciAddress.try_parse(f"0000:{target}")
+    if addr is None:
+        return target
+    names = sysfs.netdev_map().get(addr)
+    if not sysfs.exists(addr):
+        raise NotFound(f"PCI device {addr} not found under {sysfs.device_dir(addr)}")
+    if not names:
+        raise NotFound(f"PF {addr} has no netdev (is its driver bound?); VFs are set through it")
+    return names[0]
