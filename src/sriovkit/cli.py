@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except BrokenPipeError:
+        # The reader went away (`| head`): point stdout at /dev/null so the interpreter's final
+        # flush does not fail again, and exit quietly as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
         return 130
