@@ -76,7 +76,7 @@ def _bind_command() -> click.Command:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: an error is one clear line on stderr and an exit code, no traceback."""
     try:
-        cli.main(args=argv, prog_name="sriovkit", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="sriovkit", standalone_mode=False)
     except SriovkitError as exc:
         click.echo(f"sriovkit: error: {exc}", err=True)
         return exc.exit_code
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
-    return 0
+    # Without standalone mode click hands back what `ctx.exit(code)` was given.
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":
