@@ -62,13 +62,23 @@ def _parse_uevent(text: str) -> dict[str, str]:
     return out
 
 
+def _is_pci_name(name: str) -> bool:
+    """Cheap shape test for `DDDD:BB:SS.F` before any parsing."""
+    return len(name) == 12 and name[4] == ":" and name[7] == ":" and name[10] == "."
+
+
+def _pci_name_in_path(target: str) -> str | None:
+    """The last PCI address among the components of a device path, as text."""
+    for part in reversed(target.split("/")):
+        if _is_pci_name(part) and PciAddress.try_parse(part) is not None:
+            return part
+    return None
+
+
 def _pci_in_path(target: str) -> PciAddress | None:
     """The last PCI address among the components of a device path."""
-    for part in reversed(target.split("/")):
-        addr = PciAddress.try_parse(part)
-        if addr is not None:
-            return addr
-    return None
+    name = _pci_name_in_path(target)
+    return PciAddress.try_parse(name) if name else None
 
 
 class Sysfs:
@@ -111,15 +121,19 @@ class Sysfs:
             ) from exc
 
     # -- PCI -----------------------------------------------------------------------------------
-    def pci_addresses(self) -> list[PciAddress]:
-        """Every PCI function the kernel knows, sorted by address (empty when no PCI bus)."""
+    def _pci_names(self) -> list[str]:
+        """Names in `sys/bus/pci/devices`, sorted (fixed-width lower-case hex sorts as numbers)."""
         try:
             names = os.listdir(self._p(PCI_DEVICES))
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise HostError(f"cannot list {self._p(PCI_DEVICES)}: {exc.strerror}") from exc
-        return sorted(a for a in map(PciAddress.try_parse, names) if a is not None)
+        return sorted(n for n in names if _is_pci_name(n))
+
+    def pci_addresses(self) -> list[PciAddress]:
+        """Every PCI function the kernel knows, sorted by address (empty when no PCI bus)."""
+        return [a for a in map(PciAddress.try_parse, self._pci_names()) if a is not None]
 
     def exists(self, addr: PciAddress) -> bool:
         """True when the function is present."""
@@ -235,19 +249,23 @@ class Sysfs:
         order meets each PF first; its VFs' addresses then follow from offset and stride
         (PCIe SR-IOV spec) and need no physfn/virtfn link reads of their own.
         """
-        addrs = self.pci_addresses()
-        present = set(addrs)
-        nets = self.netdev_map()
-        known_vfs: dict[PciAddress, tuple[PciDevice, int]] = {}
+        names = self._pci_names()
+        present = set(names)
+        nets = self._netdev_names_by_pci()
+        # Keyed by address text: hashing thousands of dataclass addresses shows up in profiles.
+        known_vfs: dict[str, tuple[PciDevice, int]] = {}
         out: list[PciDevice] = []
-        for addr in addrs:
-            dev = self.device(addr, netdevs=nets.get(addr, ()), vf_of=known_vfs.get(addr))
+        for name in names:
+            addr = PciAddress.try_parse(name)
+            if addr is None:
+                continue
+            dev = self.device(addr, netdevs=nets.get(name, ()), vf_of=known_vfs.get(name))
             out.append(dev)
             s = dev.sriov
             if s is not None and s.num_vfs and s.stride:
                 for index in range(s.num_vfs):
                     try:
-                        vf = vf_address(addr, s.offset, s.stride, index)
+                        vf = str(vf_address(addr, s.offset, s.stride, index))
                     except InvalidInput:
                         break
                     if vf in present:
@@ -283,6 +301,23 @@ class Sysfs:
             return None
         return _pci_in_path(target)
 
+    def _netdev_names_by_pci(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, list[str]] = {}
+        base = self._p(CLASS_NET)
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return {}
+        for name in names:
+            try:
+                target = os.readlink(f"{base}/{name}")
+            except OSError:
+                continue
+            pci = _pci_name_in_path(target)
+            if pci is not None:
+                out.setdefault(pci, []).append(name)
+        return {a: tuple(sorted(n)) for a, n in out.items()}
+
     def netdev_map(self) -> dict[PciAddress, tuple[str, ...]]:
         """PCI function -> its netdevs, from one readlink per `/sys/class/net` entry.
 
@@ -290,20 +325,12 @@ class Sysfs:
         in between (virtio-pci puts `virtioN/net/ethX` under the PCI function). One readlink per
         netdev is far cheaper than listing `net/` under thousands of VFs.
         """
-        out: dict[PciAddress, list[str]] = {}
-        try:
-            names = os.listdir(self._p(CLASS_NET))
-        except OSError:
-            return {}
-        for name in names:
-            try:
-                target = os.readlink(self._p(f"{CLASS_NET}/{name}"))
-            except OSError:
-                continue
-            addr = _pci_in_path(target)
+        out: dict[PciAddress, tuple[str, ...]] = {}
+        for name, nets in self._netdev_names_by_pci().items():
+            addr = PciAddress.try_parse(name)
             if addr is not None:
-                out.setdefault(addr, []).append(name)
-        return {a: tuple(sorted(n)) for a, n in out.items()}
+                out[addr] = nets
+        return out
 
     def netdev(self, ifname: str) -> NetdevInfo:
         """What `/sys/class/net/<if>` says about one interface."""
