@@ -6,7 +6,9 @@ import errno
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from sriovkit.cli import cli
 from sriovkit.errors import HostError, InvalidInput, NotFound, Timeout
 from sriovkit.model.pci import PciAddress
 from sriovkit.ops import vf as vf_ops
@@ -147,3 +149,16 @@ def test_wait_budget_scales_with_driver_and_count() -> None:
     assert vf_ops.wait_budget("ixgbe", 63) > 60
     assert vf_ops.wait_budget("i40e", 64) > 22
     assert vf_ops.wait_budget("igb", 2) < vf_ops.wait_budget("igb", 7)
+
+
+def test_cli_bind_dry_run_changes_nothing_then_binds(tmp_path: Path) -> None:
+    h = create_host(tmp_path, ["82576"], vfs=1, extras=False)
+    vf = h.vfs(h.pfs[0].address)[0]
+    SimSysfs(tmp_path).load_module("vfio-pci")
+    args = ["--root", str(tmp_path), "vf", "bind", vf, "--driver", "vfio-pci"]
+    res = CliRunner().invoke(cli, [*args, "--dry-run"])
+    assert res.exit_code == 0 and "would rebind from igbvf to vfio-pci" in res.output
+    assert SimSysfs(tmp_path).link_base(PciAddress.parse(vf), "driver") == "igbvf"
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert SimSysfs(tmp_path).link_base(PciAddress.parse(vf), "driver") == "vfio-pci"

@@ -84,10 +84,16 @@ def vfs(
     required=True,
     help="vfio-pci, uio_pci_generic, or `kernel` for the VF's default driver.",
 )
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
 @click.pass_obj
-def bind(env: CliEnv, address: str, driver: str) -> None:
+def bind(env: CliEnv, address: str, driver: str, dry_run: bool) -> None:
     """Bind a VF (or any PCI function) to a driver through driver_override."""
     sysfs = open_sysfs(env.root)
     addr = resolve(sysfs, address)
+    if dry_run:
+        current = sysfs.link_base(addr, "driver") or "no driver"
+        click.echo(f"{addr}: would rebind from {current} to {driver} (driver_override, unbind, "
+                   "drivers_probe)")  # fmt: skip
+        return
     bound = vf_ops.bind_driver(sysfs, addr, None if driver == "kernel" else driver)
     click.echo(f"{addr}: bound to {bound or 'no driver'}")
