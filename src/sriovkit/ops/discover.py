@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sriovkit.errors import HostError, NotFound
@@ -10,7 +10,7 @@ from sriovkit.host.ethtool import Ethtool
 from sriovkit.host.pciids import PciIds
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.configspace import ConfigSpace, parse_config
-from sriovkit.model.device import DriverInfo, Names, NetdevInfo, PciDevice, SriovInfo
+from sriovkit.model.device import DriverInfo, Names, NetdevInfo, PciDevice
 from sriovkit.model.iomem import DeviceRange, parse_iomem, ranges_by_device
 from sriovkit.model.pci import PciAddress, class_name_fallback
 
@@ -43,31 +43,26 @@ class Inventory:
         return [d for d in self.devices if d.is_network and not d.is_pf and not d.is_vf]
 
 
-def _with_cap_offset(sysfs: Sysfs, dev: PciDevice) -> PciDevice:
-    """Add where the SR-IOV capability sits in config space (one config read per PF)."""
+def _read_config(sysfs: Sysfs, addr: PciAddress) -> tuple[ConfigSpace | None, str | None]:
+    """Parsed config space, or the reason it could not be read (shown, never fatal)."""
+    try:
+        return parse_config(sysfs.config(addr)), None
+    except (ValueError, HostError) as exc:
+        return None, str(exc)
+
+
+def _with_cap_offset(dev: PciDevice, config: ConfigSpace | None) -> PciDevice:
+    """Add where the SR-IOV capability sits in config space."""
+    if dev.sriov is None or config is None or config.sriov is None:
+        return dev
+    return replace(dev, sriov=replace(dev.sriov, cap_offset=config.sriov.offset))
+
+
+def _pf_with_cap_offset(sysfs: Sysfs, dev: PciDevice) -> PciDevice:
+    """One config read per PF; other functions are returned untouched."""
     if dev.sriov is None:
         return dev
-    try:
-        cfg = parse_config(sysfs.config(dev.address))
-    except (ValueError, HostError):  # an unreadable config must not break the inventory
-        return dev
-    if cfg.sriov is None:
-        return dev
-    s = dev.sriov
-    sriov = SriovInfo(
-        s.total_vfs,
-        s.num_vfs,
-        s.offset,
-        s.stride,
-        s.vf_device_id,
-        cfg.sriov.offset,
-        s.drivers_autoprobe,
-    )
-    return PciDevice(
-        dev.address, dev.vendor_id, dev.device_id, dev.subsystem_vendor_id,
-        dev.subsystem_device_id, dev.class_code, dev.revision, dev.driver, dev.modalias,
-        dev.numa_node, dev.iommu_group, dev.netdevs, dev.physfn, dev.vf_index, sriov,
-    )  # fmt: skip
+    return _with_cap_offset(dev, _read_config(sysfs, dev.address)[0])
 
 
 def names_for(ids: PciIds, dev: PciDevice) -> Names:
@@ -85,7 +80,7 @@ def names_for(ids: PciIds, dev: PciDevice) -> Names:
 
 def collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
     """Read every PCI function once and name it."""
-    devices = tuple(_with_cap_offset(sysfs, d) for d in sysfs.devices())
+    devices = tuple(_pf_with_cap_offset(sysfs, d) for d in sysfs.devices())
     names: dict[tuple[int, int, int, int, int], Names] = {}
     by_addr: dict[PciAddress, Names] = {}
     for d in devices:
@@ -177,13 +172,8 @@ def resolve(sysfs: Sysfs, target: str) -> PciAddress:
 
 def detail(sysfs: Sysfs, ids: PciIds, addr: PciAddress, ethtool: Ethtool | None) -> DeviceDetail:
     """Read one function in full: config space, iomem ranges, netdevs, driver info, VFs."""
-    dev = _with_cap_offset(sysfs, sysfs.device(addr))
-    config: ConfigSpace | None = None
-    config_error = None
-    try:
-        config = parse_config(sysfs.config(addr))
-    except (ValueError, HostError) as exc:  # a missing or short config is shown, not fatal
-        config_error = str(exc)
+    config, config_error = _read_config(sysfs, addr)
+    dev = _with_cap_offset(sysfs.device(addr), config)
     iomem = tuple(ranges_by_device(parse_iomem(sysfs.iomem_text())).get(addr, []))
     netdevs = tuple(sysfs.netdev(n) for n in dev.netdevs)
     info: DriverInfo | None = None
