@@ -37,6 +37,7 @@ class PciIds:
                 + "); install Debian package pci.ids or set SRIOVKIT_PCI_IDS"
             )
         self._block = lru_cache(maxsize=256)(self._block_uncached)
+        self._device_block = lru_cache(maxsize=1024)(self._device_block_uncached)
 
     @property
     def available(self) -> bool:
@@ -55,7 +56,9 @@ class PciIds:
 
     def _block_uncached(self, head: str) -> str | None:
         text = self._load()
-        start = text.find("\n" + head)
+        # Classes live at the end of the file: searching backwards finds them without scanning
+        # the ~1.3 MB of vendors first.
+        start = text.rfind("\n" + head) if head.startswith("C ") else text.find("\n" + head)
         if start < 0:
             return None
         m = _TOP.search(text, start + 1)
@@ -78,15 +81,8 @@ class PciIds:
         block = self._block(f"{vendor_id:04x}  ")
         return self._first_line_name(block) if block else None
 
-    def device(self, vendor_id: int, device_id: int) -> str | None:
-        """Device name within its vendor's block."""
-        block = self._block(f"{vendor_id:04x}  ")
-        return self._child(block, f"\t{device_id:04x}  ") if block else None
-
-    def subsystem(
-        self, vendor_id: int, device_id: int, sub_vendor: int, sub_device: int
-    ) -> str | None:
-        """Subsystem name: listed under the device as `\\t\\tSVID SDID  name`."""
+    def _device_block_uncached(self, vendor_id: int, device_id: int) -> str | None:
+        """The device's line and its subsystem lines, so subsystem lookups scan only those."""
         block = self._block(f"{vendor_id:04x}  ")
         if not block:
             return None
@@ -96,8 +92,19 @@ class PciIds:
         end = block.find("\n\t", dev_at + 1)
         while end >= 0 and block.startswith("\n\t\t", end):
             end = block.find("\n\t", end + 1)
-        dev_block = block[dev_at : end if end >= 0 else len(block)]
-        return self._child(dev_block, f"\t\t{sub_vendor:04x} {sub_device:04x}  ")
+        return block[dev_at : end if end >= 0 else len(block)]
+
+    def device(self, vendor_id: int, device_id: int) -> str | None:
+        """Device name within its vendor's block."""
+        block = self._device_block(vendor_id, device_id)
+        return self._child(block, f"\t{device_id:04x}  ") if block else None
+
+    def subsystem(
+        self, vendor_id: int, device_id: int, sub_vendor: int, sub_device: int
+    ) -> str | None:
+        """Subsystem name: listed under the device as `\\t\\tSVID SDID  name`."""
+        block = self._device_block(vendor_id, device_id)
+        return self._child(block, f"\t\t{sub_vendor:04x} {sub_device:04x}  ") if block else None
 
     def class_name(self, class_code: int) -> str | None:
         """Subclass name (`Ethernet controller`), else the base class name."""

@@ -53,6 +53,29 @@ def _int(text: str | None, base: int = 10) -> int | None:
         return None
 
 
+def _ids_from_uevent(
+    pci_id: str, subsys_id: str, pci_class: str, modalias: str
+) -> tuple[int, int, int, int, int, str]:
+    """Vendor, device, subsystem ids, class code and modalias from `uevent` values."""
+    vendor, _, device = pci_id.partition(":")
+    sub_vendor, _, sub_device = subsys_id.partition(":")
+    vid, did, svid, sdid = (
+        int(vendor, 16),
+        int(device, 16),
+        int(sub_vendor, 16),
+        int(sub_device, 16),
+    )
+    class_code = int(pci_class, 16)
+    return (
+        vid,
+        did,
+        svid,
+        sdid,
+        class_code,
+        modalias or format_modalias(vid, did, svid, sdid, class_code),
+    )
+
+
 def _parse_uevent(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in text.splitlines():
@@ -69,6 +92,10 @@ def _is_pci_name(name: str) -> bool:
 
 def _pci_name_in_path(target: str) -> str | None:
     """The last PCI address among the components of a device path, as text."""
+    # Usual shape `.../<pci>/net/<ifname>`: checked without splitting the whole path.
+    tail = target.rsplit("/", 3)
+    if len(tail) == 4 and tail[2] == "net" and _is_pci_name(tail[1]):
+        return tail[1]
     for part in reversed(target.split("/")):
         if _is_pci_name(part) and PciAddress.try_parse(part) is not None:
             return part
@@ -205,10 +232,12 @@ class Sysfs:
         if text is None:
             raise NotFound(f"PCI device {addr} not found under {self._p(PCI_DEVICES)}")
         ev = _parse_uevent(text)
-        vendor, _, device = ev.get("PCI_ID", "0:0").partition(":")
-        sub_vendor, _, sub_device = ev.get("PCI_SUBSYS_ID", "0:0").partition(":")
-        vid, did, svid, sdid = (int(x, 16) for x in (vendor, device, sub_vendor, sub_device))
-        class_code = int(ev.get("PCI_CLASS", "0"), 16)
+        vid, did, svid, sdid, class_code, modalias = _ids_from_uevent(
+            ev.get("PCI_ID", "0:0"),
+            ev.get("PCI_SUBSYS_ID", "0:0"),
+            ev.get("PCI_CLASS", "0"),
+            ev.get("MODALIAS", ""),
+        )
         sriov: SriovInfo | None = None
         if vf_of is not None:
             pf, vf_index = vf_of
@@ -233,7 +262,7 @@ class Sysfs:
             class_code=class_code,
             revision=None,
             driver=ev.get("DRIVER"),
-            modalias=ev.get("MODALIAS") or format_modalias(vid, did, svid, sdid, class_code),
+            modalias=modalias,
             numa_node=numa,
             iommu_group=_int(group) if group else None,
             netdevs=self.netdev_map().get(addr, ()) if netdevs is None else netdevs,
@@ -247,30 +276,72 @@ class Sysfs:
 
         A PF's routing id is always below its VFs' (First VF Offset >= 1), so walking in address
         order meets each PF first; its VFs' addresses then follow from offset and stride
-        (PCIe SR-IOV spec) and need no physfn/virtfn link reads of their own.
+        (PCIe SR-IOV spec) and need no physfn/virtfn link reads of their own. VFs take the
+        cheaper `_vf_device` path: thousands of them share a handful of id tuples.
         """
         names = self._pci_names()
         present = set(names)
         nets = self._netdev_names_by_pci()
         # Keyed by address text: hashing thousands of dataclass addresses shows up in profiles.
-        known_vfs: dict[str, tuple[PciDevice, int]] = {}
+        known_vfs: dict[str, tuple[PciAddress, PciDevice, int]] = {}
+        ids_cache: dict[tuple[str, str, str, str], tuple[int, int, int, int, int, str]] = {}
         out: list[PciDevice] = []
         for name in names:
+            vf = known_vfs.get(name)
+            if vf is not None:
+                out.append(self._vf_device(name, *vf, nets.get(name, ()), ids_cache))
+                continue
             addr = PciAddress.try_parse(name)
             if addr is None:
                 continue
-            dev = self.device(addr, netdevs=nets.get(name, ()), vf_of=known_vfs.get(name))
+            dev = self.device(addr, netdevs=nets.get(name, ()))
             out.append(dev)
             s = dev.sriov
             if s is not None and s.num_vfs and s.stride:
                 for index in range(s.num_vfs):
                     try:
-                        vf = str(vf_address(addr, s.offset, s.stride, index))
+                        vf_addr = vf_address(addr, s.offset, s.stride, index)
                     except InvalidInput:
                         break
-                    if vf in present:
-                        known_vfs[vf] = (dev, index)
+                    text = str(vf_addr)
+                    if text in present:
+                        known_vfs[text] = (vf_addr, dev, index)
         return out
+
+    def _vf_device(
+        self,
+        name: str,
+        addr: PciAddress,
+        pf: PciDevice,
+        index: int,
+        netdevs: tuple[str, ...],
+        ids_cache: dict[tuple[str, str, str, str], tuple[int, int, int, int, int, str]],
+    ) -> PciDevice:
+        """A VF known from its PF: one `uevent` read and one `iommu_group` readlink."""
+        base = f"{self._root_s}/{PCI_DEVICES}/{name}"
+        text = _read(f"{base}/uevent")
+        if text is None:
+            return self.device(addr, netdevs=netdevs, vf_of=(pf, index))
+        ev = _parse_uevent(text)
+        key = (
+            ev.get("PCI_ID", "0:0"),
+            ev.get("PCI_SUBSYS_ID", "0:0"),
+            ev.get("PCI_CLASS", "0"),
+            ev.get("MODALIAS", ""),
+        )
+        ids = ids_cache.get(key)
+        if ids is None:
+            ids = ids_cache[key] = _ids_from_uevent(*key)
+        vid, did, svid, sdid, class_code, modalias = ids
+        try:
+            group: str | None = os.readlink(f"{base}/iommu_group")
+        except OSError:
+            group = None
+        return PciDevice(
+            addr, vid, did, svid, sdid, class_code, None, ev.get("DRIVER"), modalias,
+            pf.numa_node, int(group.rsplit("/", 1)[-1]) if group else None, netdevs,
+            pf.address, index, None,
+        )  # fmt: skip
 
     def revision(self, addr: PciAddress) -> int | None:
         """Revision id (sysfs `revision`)."""
