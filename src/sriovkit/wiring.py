@@ -28,9 +28,14 @@ def open_sysfs(root: Path) -> Sysfs:
 
 
 def open_netlink(root: Path) -> Netlink:
-    """FakeNetlink(root) on a simulated host, else the pyroute2 seam (the caller closes it)."""
+    """FakeNetlink(root) on a simulated host (split with the kernel in veth mode), else the
+    pyroute2 seam (the caller closes it)."""
     if is_simulated(root):
         from sriovkit.sim.netlink import FakeNetlink  # noqa: PLC0415
+        from sriovkit.sim.veth import VETH_MARKER, open_veth_netlink  # noqa: PLC0415
+
+        if (Path(root) / VETH_MARKER).is_file():
+            return open_veth_netlink(Path(root))
 
         return FakeNetlink(Path(root))
     from sriovkit.host._pyroute2 import Pyroute2Netlink  # noqa: PLC0415 - pyroute2 costs ~140 ms

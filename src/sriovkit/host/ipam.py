@@ -1,0 +1,179 @@
+"""IPAM delegation: run the IPAM plugin a network config names (`ipam.type`) the CNI way.
+
+Per the CNI spec the IPAM plugin is an executable found in CNI_PATH; it gets the *whole* network
+config on stdin and the same CNI_* environment as the calling plugin, and answers on stdout with a
+result (success) or an error object `{"code", "msg", "details"}` (non-zero exit).
+
+The plugin is exec'd directly with `subprocess` (never a forked Python child: the node agent runs
+grpc, and fork and grpc do not mix), in a new session so a plugin that hangs can be killed with
+everything it started, with a minimal environment (CNI_* + PATH) and never our own stdin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sriovkit.errors import HostError, InvalidInput, NotFound, Timeout
+
+# A plugin type is a file name in CNI_PATH, never a path: `../x` or `/usr/bin/x` would let a
+# network config run any binary on the node.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_STDERR_TAIL = 400
+
+
+class IpamError(HostError):
+    """The IPAM plugin answered with an error: carries the plugin's CNI code and message."""
+
+    def __init__(self, plugin: str, code: int, msg: str, details: str = "") -> None:
+        text = f"IPAM plugin {plugin} failed (code {code}): {msg}"
+        if details and details != msg:
+            text += f": {details}"
+        super().__init__(text)
+        self.plugin = plugin
+        self.code = code
+        # Passed through to our own CNI error, so e.g. "try again later" (11) stays retryable.
+        self.cni_code = code
+        self.msg = msg
+        self.details = details
+
+
+def ipam_type(netconf: Mapping[str, Any]) -> str:
+    """The validated `ipam.type` of a network config."""
+    ipam = netconf.get("ipam")
+    if not isinstance(ipam, Mapping):
+        raise InvalidInput("ipam", "the network config has no `ipam` object")
+    kind = ipam.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidInput("ipam.type", "missing or not a string")
+    if not _PLAIN_NAME.fullmatch(kind) or ".." in kind:
+        raise InvalidInput("ipam.type", f"{kind!r} is not a plain plugin name")
+    return kind
+
+
+class Ipam:
+    """Runs IPAM plugins from `cni_path` (searched in order), each call bounded by `timeout` s."""
+
+    def __init__(self, cni_path: Sequence[Path], timeout: float = 10.0) -> None:
+        self.cni_path = [Path(p) for p in cni_path]
+        self.timeout = timeout
+
+    def find(self, kind: str) -> Path:
+        """The executable for plugin `kind` in CNI_PATH; NotFound names every searched dir."""
+        for directory in self.cni_path:
+            candidate = directory / kind
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate
+        dirs = ", ".join(str(d) for d in self.cni_path) or "(CNI_PATH is empty)"
+        raise NotFound(f"IPAM plugin {kind!r} not found in CNI_PATH: {dirs}")
+
+    def add(self, netconf: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+        """CNI ADD: allocate; returns the plugin's result (`ips`, `routes`, `dns`, ...)."""
+        result = self._exec("ADD", netconf, env)
+        if result is None:
+            kind = ipam_type(netconf)
+            raise IpamError(kind, 999, "ADD returned no result")
+        return result
+
+    def delete(self, netconf: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        """CNI DEL: release. Plugins treat an unknown container as released (idempotent DEL)."""
+        self._exec("DEL", netconf, env)
+
+    def check(self, netconf: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        """CNI CHECK: the plugin verifies its allocation (needs `prevResult` in the config)."""
+        self._exec("CHECK", netconf, env)
+
+    def _env(self, command: str, env: Mapping[str, str]) -> dict[str, str]:
+        clean = {k: str(v) for k, v in env.items() if k.startswith("CNI_")}
+        clean["CNI_COMMAND"] = command
+        clean.setdefault("CNI_PATH", os.pathsep.join(str(p) for p in self.cni_path))
+        # PATH lets plugins that shell out (or dhcp's client socket helpers) work; nothing else
+        # of ours (proxies, PYTHON*, our secrets) leaks into the plugin.
+        clean["PATH"] = os.environ.get("PATH") or _DEFAULT_PATH
+        return clean
+
+    def _exec(
+        self, command: str, netconf: Mapping[str, Any], env: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        kind = ipam_type(netconf)
+        binary = self.find(kind)
+        stdin = json.dumps(netconf).encode()
+        try:
+            proc = subprocess.Popen(
+                [str(binary)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._env(command, env),
+                cwd="/",
+                close_fds=True,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+            raise HostError(
+                f"cannot run IPAM plugin {kind} ({binary}): {os.strerror(code)}", errno=code
+            ) from exc
+        try:
+            out, err = proc.communicate(stdin, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_session(proc)
+            raise Timeout(
+                f"IPAM plugin {kind} did not answer {command} within {self.timeout:g} s"
+            ) from None
+        return _answer(kind, command, proc.returncode, out, err)
+
+
+def _kill_session(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the plugin and whatever it started (they share its session), then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        # The pipes close once every process holding them is dead...
+        proc.communicate(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        # ...unless something escaped the session (setsid) still holding them: stop reading.
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
+
+
+def _answer(
+    kind: str, command: str, returncode: int, out: bytes, err: bytes
+) -> dict[str, Any] | None:
+    text = out.decode(errors="replace").strip()
+    data: Any = None
+    if text:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+    if returncode != 0:
+        if isinstance(data, dict) and "code" in data:
+            code = data["code"]
+            number = code if isinstance(code, int) and not isinstance(code, bool) else 999
+            msg, details = data.get("msg") or "no message", data.get("details") or ""
+            raise IpamError(kind, number, str(msg), str(details))
+        why = err.decode(errors="replace").strip()[-_STDERR_TAIL:] or text[-_STDERR_TAIL:]
+        what = f"{command} exited with status {returncode}"
+        if returncode < 0:
+            what = f"{command} was killed by signal {-returncode}"
+        raise IpamError(kind, 999, what, why)
+    if not text:
+        return None  # DEL and CHECK answer with nothing on success
+    if not isinstance(data, dict):
+        raise IpamError(kind, 999, f"{command} printed something that is not a JSON object")
+    return data
+
+
+__all__ = ["Ipam", "IpamError", "ipam_type"]
