@@ -1,0 +1,364 @@
+"""The CNI plugin's state on disk: attachment and allocation records and one lock per VF.
+
+Layout under the state directory (0700):
+
+    attachments/<containerID>@<ifname>.json   one per (container id, ifname)
+    allocations/<DDDD:BB:SS.F>.json           one per VF handed out
+    locks/<DDDD:BB:SS.F>.lock                 flock()ed by ADD, DEL, CHECK and GC
+
+The node agent and the in-process fallback share this directory, so everything that matters is
+on disk and crash-safe: writes go to a temp file in the same directory, are fsync()ed, rename()d
+over the record and the directory is fsync()ed, so a reader sees the old record or the new one,
+never a torn one. Files are 0600. Every open goes through a directory fd opened with O_NOFOLLOW,
+so a symlink planted as a record, a sub-directory or the state directory itself is refused rather
+than followed (the directory may be world-visible on a badly set up node).
+
+Lock files are never deleted: unlinking a lock file while another process waits on it would let
+two holders lock two different inodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote, unquote
+
+import msgspec
+
+from sriovkit.errors import Busy, HostError, InvalidInput
+from sriovkit.model.attachment import (
+    SCHEMA,
+    AllocationRecord,
+    AttachmentKey,
+    AttachmentRecord,
+)
+from sriovkit.model.pci import PciAddress
+
+DEFAULT_STATE_DIR = Path("/var/lib/sriovkit")
+STATE_DIR_ENV = "SRIOVKIT_STATE_DIR"
+
+_ATTACH, _ALLOC, _LOCKS = "attachments", "allocations", "locks"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TMP_PREFIX = "."
+_R = TypeVar("_R", AttachmentRecord, AllocationRecord)
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    """`$SRIOVKIT_STATE_DIR` if set (must be absolute), else /var/lib/sriovkit."""
+    text = env.get(STATE_DIR_ENV, "")
+    if not text:
+        return DEFAULT_STATE_DIR
+    path = Path(text)
+    if not path.is_absolute():
+        raise InvalidInput(STATE_DIR_ENV, f"{text!r} is not an absolute path")
+    return path
+
+
+def attachment_file_name(key: AttachmentKey) -> str:
+    """`<containerID>@<ifname>.json`; the ifname is %-quoted (it may hold any byte but / and :).
+
+    A container id cannot contain `@`, so the first `@` always splits the name unambiguously.
+    """
+    return f"{key.container_id}@{quote(key.ifname, safe='-_.')}.json"
+
+
+def _key_of(name: str) -> AttachmentKey | None:
+    if name.startswith(_TMP_PREFIX) or not name.endswith(".json") or "@" not in name:
+        return None
+    cid, _, quoted = name[: -len(".json")].partition("@")
+    try:
+        key = AttachmentKey(cid, unquote(quoted, errors="strict"))
+    except (InvalidInput, UnicodeDecodeError):
+        return None
+    return key if attachment_file_name(key) == name else None
+
+
+def _pci_name(pci: PciAddress | str) -> str:
+    addr = pci if isinstance(pci, PciAddress) else PciAddress.parse(pci, "VF PCI address")
+    return str(addr)
+
+
+class StateStore:
+    """Records and per-VF locks under `dir` (see the module doc); creates the tree on first use."""
+
+    def __init__(self, dir: Path) -> None:
+        self.dir = Path(dir)
+
+    # --- directories ---------------------------------------------------------------------
+
+    def _open_root(self) -> int:
+        try:
+            return os.open(self.dir, _DIR_FLAGS)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._dir_error(self.dir, exc) from None
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.dir, 0o700)
+        try:
+            fd = os.open(self.dir, _DIR_FLAGS)
+        except OSError as exc:
+            raise self._dir_error(self.dir, exc) from None
+        os.fchmod(fd, 0o700)  # mkdir's mode is filtered through the umask
+        return fd
+
+    @staticmethod
+    def _dir_error(path: Path, exc: OSError) -> HostError:
+        if exc.errno in {errno.ELOOP, errno.ENOTDIR}:
+            return HostError(f"state directory {path} is a symlink or not a directory; refusing")
+        return HostError(f"cannot open state directory {path}: {exc.strerror}", exc.errno)
+
+    @contextlib.contextmanager
+    def _subdir(self, name: str) -> Iterator[int]:
+        root = self._open_root()
+        try:
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=root)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o700, dir_fd=root)
+                try:
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=root)
+                except OSError as exc:
+                    raise self._dir_error(self.dir / name, exc) from None
+                os.fchmod(fd, 0o700)
+                os.fsync(root)
+            except OSError as exc:
+                raise self._dir_error(self.dir / name, exc) from None
+        finally:
+            os.close(root)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    # --- files ---------------------------------------------------------------------------
+
+    def _write(self, sub: str, name: str, data: bytes) -> None:
+        path = self.dir / sub / name
+        with self._subdir(sub) as dfd:
+            try:
+                st = os.lstat(name, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+            else:
+                if not stat.S_ISREG(st.st_mode):
+                    raise HostError(f"state record {path} is not a regular file; refusing")
+            tmp = f"{_TMP_PREFIX}{name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
+            except OSError as exc:
+                raise HostError(
+                    f"cannot write state record {path}: {exc.strerror}", exc.errno
+                ) from None
+            try:
+                try:
+                    os.fchmod(fd, 0o600)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
+                if isinstance(exc, OSError):
+                    raise HostError(
+                        f"cannot write state record {path}: {exc.strerror}", exc.errno
+                    ) from None
+                raise
+            os.fsync(dfd)  # the rename is durable only once the directory is
+
+    def _read(self, sub: str, name: str) -> bytes | None:
+        path = self.dir / sub / name
+        with self._subdir(sub) as dfd:
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise HostError(f"state record {path} is a symlink; refusing") from None
+                raise HostError(
+                    f"cannot read state record {path}: {exc.strerror}", exc.errno
+                ) from None
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise HostError(f"state record {path} is not a regular file; refusing")
+                return f.read()
+
+    def _delete(self, sub: str, name: str) -> bool:
+        with self._subdir(sub) as dfd:
+            try:
+                os.unlink(name, dir_fd=dfd)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                path = self.dir / sub / name
+                raise HostError(
+                    f"cannot delete state record {path}: {exc.strerror}", exc.errno
+                ) from None
+            os.fsync(dfd)
+            return True
+
+    def _names(self, sub: str) -> list[str]:
+        with self._subdir(sub) as dfd:
+            return sorted(
+                n for n in os.listdir(dfd) if n.endswith(".json") and not n.startswith(_TMP_PREFIX)
+            )
+
+    def _decode(self, sub: str, name: str, data: bytes, kind: type[_R]) -> _R:
+        path = self.dir / sub / name
+        try:
+            schema = msgspec.json.decode(data, type=_Schema).schema
+        except msgspec.DecodeError as exc:
+            raise HostError(f"state record {path} is corrupt: {exc}") from None
+        if schema != SCHEMA:
+            raise HostError(
+                f"state record {path} has schema {schema}; this sriovkit reads schema {SCHEMA}"
+            )
+        try:
+            return msgspec.json.decode(data, type=kind)
+        except (msgspec.DecodeError, InvalidInput) as exc:
+            raise HostError(f"state record {path} is corrupt: {exc}") from None
+
+    # --- attachment records --------------------------------------------------------------
+
+    def write_attachment(self, record: AttachmentRecord) -> None:
+        """Create or atomically replace the record of `record.key`."""
+        self._write(_ATTACH, attachment_file_name(record.key), msgspec.json.encode(record))
+
+    def read_attachment(self, key: AttachmentKey) -> AttachmentRecord | None:
+        """The record of `key`, or None if there is none (HostError if it is unreadable)."""
+        name = attachment_file_name(key)
+        data = self._read(_ATTACH, name)
+        if data is None:
+            return None
+        record = self._decode(_ATTACH, name, data, AttachmentRecord)
+        if record.key != key:
+            raise HostError(f"state record {self.dir / _ATTACH / name} belongs to {record.key}")
+        return record
+
+    def delete_attachment(self, key: AttachmentKey) -> bool:
+        """Remove the record of `key` (only once the VF is back); False if it was not there."""
+        return self._delete(_ATTACH, attachment_file_name(key))
+
+    def attachment_keys(self) -> list[AttachmentKey]:
+        """Keys of all attachment records (files with foreign names are skipped)."""
+        keys = (_key_of(n) for n in self._names(_ATTACH))
+        return [k for k in keys if k is not None]
+
+    def attachments(self) -> Iterator[AttachmentRecord]:
+        """All attachment records (for GC); one deleted meanwhile is skipped."""
+        for key in self.attachment_keys():
+            record = self.read_attachment(key)
+            if record is not None:
+                yield record
+
+    # --- allocation records --------------------------------------------------------------
+
+    def write_allocation(self, record: AllocationRecord) -> None:
+        """Create or atomically replace the allocation record of `record.device_id`."""
+        self._write(_ALLOC, f"{_pci_name(record.device_id)}.json", msgspec.json.encode(record))
+
+    def read_allocation(self, pci: PciAddress | str) -> AllocationRecord | None:
+        """Who holds the VF at `pci`, or None."""
+        name = f"{_pci_name(pci)}.json"
+        data = self._read(_ALLOC, name)
+        if data is None:
+            return None
+        record = self._decode(_ALLOC, name, data, AllocationRecord)
+        if record.device_id != _pci_name(pci):
+            raise HostError(f"state record {self.dir / _ALLOC / name} is for {record.device_id}")
+        return record
+
+    def delete_allocation(self, pci: PciAddress | str) -> bool:
+        """Release the VF at `pci`; False if it was not allocated."""
+        return self._delete(_ALLOC, f"{_pci_name(pci)}.json")
+
+    def allocations(self) -> Iterator[AllocationRecord]:
+        """All allocation records."""
+        for name in self._names(_ALLOC):
+            pci = PciAddress.try_parse(name[: -len(".json")])
+            if pci is None:
+                continue
+            record = self.read_allocation(pci)
+            if record is not None:
+                yield record
+
+    # --- locks ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock_vf(self, pci: PciAddress | str, timeout: float | None = None) -> Iterator[None]:
+        """Hold the VF's exclusive lock for the `with` body.
+
+        `timeout` None waits forever; otherwise Busy (CNI code 11, "try again later") after
+        `timeout` seconds. flock() locks belong to the open file, so two threads of the agent
+        exclude each other too, and a holder that dies releases the lock with its last fd.
+        """
+        name = f"{_pci_name(pci)}.lock"
+        with self._subdir(_LOCKS) as dfd:
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(name, flags, 0o600, dir_fd=dfd)
+            except OSError as exc:
+                path = self.dir / _LOCKS / name
+                if exc.errno == errno.ELOOP:
+                    raise HostError(f"lock file {path} is a symlink; refusing") from None
+                raise HostError(
+                    f"cannot open lock file {path}: {exc.strerror}", exc.errno
+                ) from None
+        try:
+            _flock(fd, pci, timeout)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+class _Schema(msgspec.Struct):
+    schema: int = 0
+
+
+def _flock(fd: int, pci: PciAddress | str, timeout: float | None) -> None:
+    if timeout is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Busy(
+                    f"VF {pci} is locked by another operation (waited {timeout:g} s); "
+                    "try again later"
+                ) from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+        else:
+            return
+
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "STATE_DIR_ENV",
+    "StateStore",
+    "attachment_file_name",
+    "default_state_dir",
+]
