@@ -15,7 +15,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -23,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from sriovkit.errors import HostError, InvalidInput, NotFound, Timeout
+from sriovkit.model.cni import check_plugin_name
 
 # A plugin type is a file name in CNI_PATH, never a path: `../x` or `/usr/bin/x` would let a
 # network config run any binary on the node.
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _STDERR_TAIL = 400
 
@@ -52,12 +51,7 @@ def ipam_type(netconf: Mapping[str, Any]) -> str:
     ipam = netconf.get("ipam")
     if not isinstance(ipam, Mapping):
         raise InvalidInput("ipam", "the network config has no `ipam` object")
-    kind = ipam.get("type")
-    if not isinstance(kind, str) or not kind:
-        raise InvalidInput("ipam.type", "missing or not a string")
-    if not _PLAIN_NAME.fullmatch(kind) or ".." in kind:
-        raise InvalidInput("ipam.type", f"{kind!r} is not a plain plugin name")
-    return kind
+    return check_plugin_name(ipam.get("type"))
 
 
 class Ipam:
