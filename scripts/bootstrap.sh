@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 apt_need=""
-for pkg in pciutils pci.ids iproute2 ethtool containernetworking-plugins make; do
+for pkg in pciutils pci.ids iproute2 ethtool iputils-ping containernetworking-plugins make; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || apt_need="$apt_need $pkg"
 done
 # A fresh Debian may lack python3 or its venv module (Debian splits it into python3-venv).
