@@ -266,3 +266,19 @@ def test_tree_link_changes_persist(tmp_path: Path) -> None:
     root = make_host(tmp_path, [("enp1s0f0", "0000:01:00.0", "ixgbe", 1)])
     FakeNetlink(root).set_link("enp1s0f0", mtu=9000)
     assert FakeNetlink(root).link("enp1s0f0").mtu == 9000
+
+
+def test_altnames_add_and_delete_like_the_kernel() -> None:
+    nl = FakeNetlink()
+    nl.add_link("eth0", driver="igb", num_vfs=0)
+    nl.add_link("eth1")
+    nl.add_altname("eth0", "enp1s0")
+    assert nl.link("eth0").altnames == ("enp1s0",)
+    assert nl.link("enp1s0").name == "eth0"  # the kernel resolves altnames too
+    with pytest.raises(HostError) as err:
+        nl.add_altname("eth1", "enp1s0")
+    assert err.value.errno == errno.EEXIST
+    nl.del_altname("eth0", "enp1s0")
+    assert nl.link("eth0").altnames == ()
+    with pytest.raises(HostError):
+        nl.del_altname("eth0", "enp1s0")

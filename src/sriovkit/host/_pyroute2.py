@@ -292,6 +292,12 @@ class Pyroute2Netlink:
         with _mapped(f"failed to delete altname {altname} of {name}", name):
             self._ipr.link("property_del", index=index, altname=altname)
 
+    def add_altname(self, name: str, altname: str) -> None:
+        """Add one alternative name."""
+        index = self.link(name).index
+        with _mapped(f"failed to add altname {altname} to {name}", name):
+            self._ipr.link("property_add", index=index, altname=altname)
+
     def wait_link(self, name: str, timeout: float) -> LinkInfo:
         """Subscribe to link events first, then look, then wait for events until it shows up."""
         ns = self.netns or Path("/proc/self/ns/net")

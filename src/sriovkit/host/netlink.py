@@ -120,6 +120,10 @@ class Netlink(Protocol):
         """Drop an alternative name of a link (a moved VF must not keep a name that clashes)."""
         ...
 
+    def add_altname(self, name: str, altname: str) -> None:
+        """Give a link an alternative name back (what DEL restores after a pod had the VF)."""
+        ...
+
     def addresses(self, name: str) -> list[Address]:
         """IP addresses on the link."""
         ...

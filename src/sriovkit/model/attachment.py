@@ -98,6 +98,8 @@ class VfOriginalState(msgspec.Struct, frozen=True, kw_only=True):
     max_tx_rate: int = 0
     mtu: int = 1500
     netns: str | None = None
+    up: bool = False
+    altnames: tuple[str, ...] = ()
 
     @classmethod
     def capture(
@@ -108,6 +110,8 @@ class VfOriginalState(msgspec.Struct, frozen=True, kw_only=True):
         effective_mac: str,
         mtu: int,
         netns: str | None = None,
+        up: bool = False,
+        altnames: tuple[str, ...] = (),
     ) -> VfOriginalState:
         """The original state from the PF's view of the VF plus its netdev's name, MAC, MTU."""
         return cls(
@@ -124,6 +128,8 @@ class VfOriginalState(msgspec.Struct, frozen=True, kw_only=True):
             max_tx_rate=info.max_tx_rate,
             mtu=mtu,
             netns=netns,
+            up=up,
+            altnames=altnames,
         )
 
     def vf_settings(self) -> VfSettings:

@@ -218,6 +218,19 @@ class FakeNetlink:
 
         self._run(apply, write=True)
 
+    def add_altname(self, name: str, altname: str) -> None:
+        """Add an alternative name; EEXIST when any link in the netns already uses it."""
+
+        def apply(w: World) -> None:
+            link = self._find(w, name)
+            if any(
+                o.netns == link.netns and altname in (o.name, *o.altnames) for o in w.links.values()
+            ):
+                raise _refused(errno.EEXIST, f"failed to add altname {altname} to {name}")
+            link.altnames.append(altname)
+
+        self._run(apply, write=True)
+
     def wait_link(self, name: str, timeout: float) -> LinkInfo:
         """The fake has no clock: the link is there or it never will be."""
         try:

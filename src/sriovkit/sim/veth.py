@@ -284,6 +284,10 @@ class SplitNetlink:
         """A real netns move for a veth end (a PF refuses, as the fake's NETNS_LOCAL PF does)."""
         self._for(name).move_link(name, netns, new_name=new_name, mtu=mtu, mac=mac, up=up)
 
+    def add_altname(self, name: str, altname: str) -> None:
+        """Add an altname on whichever side holds the link."""
+        self._for(name).add_altname(name, altname)
+
     def del_altname(self, name: str, altname: str) -> None:
         """Drop an altname on whichever side holds the link."""
         self._for(name).del_altname(name, altname)

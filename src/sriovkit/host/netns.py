@@ -1,0 +1,109 @@
+"""Network namespaces as CNI hands them over (a path), and traffic sent from inside one.
+
+Nothing here moves the calling thread into another namespace: the agent's main thread must stay
+in the host netns (DESIGN.md), so anything that needs a socket inside a pod's namespace runs in a
+short-lived thread that enters it, does its work and exits.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import ipaddress
+import os
+import socket
+import struct
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from sriovkit.errors import HostError
+
+HOST_NETNS = Path("/proc/self/ns/net")
+"""The netns of the process's main thread: the host netns for the agent and the plugin."""
+
+_CLONE_NEWNET = 0x40000000
+_ETH_P_ARP = 0x0806
+_BROADCAST = b"\xff" * 6
+
+
+def netns_alive(path: Path) -> bool:
+    """True when `path` is a live network namespace (a bind-mounted or /proc nsfs file).
+
+    After `ip netns del` the file is gone; after the last process of a pod dies its
+    `/proc/PID/ns/net` is gone. A plain file left behind (a mount point whose nsfs mount was
+    removed) is not a namespace: every nsfs inode shares one device number, so compare it with
+    our own namespace's.
+    """
+    try:
+        st = os.stat(path)
+        ours = os.stat(HOST_NETNS)
+    except OSError:
+        return False
+    return st.st_dev == ours.st_dev
+
+
+def _setns(fd: int) -> None:
+    setns = getattr(os, "setns", None)  # Python >= 3.12
+    if setns is not None:
+        setns(fd, _CLONE_NEWNET)
+        return
+    import ctypes  # noqa: PLC0415 - only for Python 3.11
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def _mac_bytes(mac: str) -> bytes:
+    return bytes(int(part, 16) for part in mac.split(":"))
+
+
+def garp_frame(mac: str, address: str) -> bytes:
+    """A gratuitous ARP request announcing `address` at `mac` (sender IP == target IP)."""
+    hw = _mac_bytes(mac)
+    ip = ipaddress.IPv4Address(address).packed
+    header = _BROADCAST + hw + struct.pack("!H", _ETH_P_ARP)
+    # htype Ethernet, ptype IPv4, hlen 6, plen 4, op 1 (request): RFC 5227 prefers requests.
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + ip + b"\x00" * 6 + ip
+    return header + arp
+
+
+def announce_ipv4(netns: Path, ifname: str, mac: str, addresses: Iterable[str]) -> int:
+    """Send one gratuitous ARP per IPv4 address from `ifname` inside `netns`; returns the count.
+
+    Neighbours (and the switch behind a real VF) learn the pod's new MAC at once instead of
+    after their ARP entries expire. Raises HostError when the socket cannot be opened or a
+    frame cannot be sent (e.g. the link has no carrier yet).
+    """
+    frames = [garp_frame(mac, a) for a in addresses if ipaddress.ip_address(a).version == 4]
+    if not frames:
+        return 0
+    box: dict[str, OSError] = {}
+
+    def enter_and_send() -> None:
+        try:
+            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(fd)
+            finally:
+                os.close(fd)
+            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ARP)) as s:
+                s.bind((ifname, _ETH_P_ARP))
+                for frame in frames:
+                    s.send(frame)
+        except OSError as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=enter_and_send, name="sriovkit-announce", daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in box:
+        code = box["error"].errno or errno_mod.EIO
+        raise HostError(
+            f"cannot send gratuitous ARP on {ifname} in {netns}: {os.strerror(code)}", code
+        )
+    return len(frames)
+
+
+__all__ = ["HOST_NETNS", "announce_ipv4", "garp_frame", "netns_alive"]

@@ -1,0 +1,104 @@
+"""CNI CHECK of the `sriov` plugin: is the VF still in the pod as ADD left it?
+
+Compares the kernel's and the PF's view with the attachment record: the netdev in the pod netns
+under the recorded name, with the recorded MAC, MTU and addresses, and the PF-side attributes
+ADD applied. Each mismatch is named (which VF, which field, recorded vs found).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sriovkit.errors import HostError, NotFound, SriovkitError
+from sriovkit.model.attachment import AttachmentRecord
+from sriovkit.model.cni import CniEnv, NetConf
+from sriovkit.model.cni_result import parse_result
+from sriovkit.model.vf import ATTR_FIELDS, not_applied
+from sriovkit.ops.attach_vf import in_pod_is_ours
+from sriovkit.ops.restore import AttachContext, ipam_conf, ipam_env_of
+from sriovkit.ops.vfconfig import read_vf
+
+
+class CheckFailed(HostError):
+    """CHECK found the attachment different from what ADD recorded."""
+
+
+def verify(ctx: AttachContext, record: AttachmentRecord) -> None:
+    """Raise CheckFailed naming the first differences between the host and `record`."""
+    where = f"VF {record.device_id} ({record.key}, netns {record.netns})"
+    if record.result is None:
+        raise CheckFailed(f"{where}: its ADD did not complete")
+    result = parse_result(record.result, "recorded result")
+    problems: list[str] = []
+    netns = Path(record.netns)
+    if not ctx.netns_alive(netns):
+        raise CheckFailed(f"{where}: the pod netns no longer exists")
+    if record.original.name:
+        pod = ctx.netlink.in_netns(netns)
+        try:
+            try:
+                link = pod.link(record.ifname)
+            except NotFound:
+                raise CheckFailed(f"{where}: no interface {record.ifname} in the pod") from None
+            if not in_pod_is_ours(link, record.device_id):
+                raise CheckFailed(f"{where}: {record.ifname} in the pod is device {link.parent}")
+            iface = result.interfaces[0] if result.interfaces else None
+            if iface is not None and iface.mac is not None and link.mac != iface.mac:
+                problems.append(f"MAC is {link.mac}, recorded {iface.mac}")
+            if iface is not None and iface.mtu is not None and link.mtu != iface.mtu:
+                problems.append(f"MTU is {link.mtu}, recorded {iface.mtu}")
+            have = {a.cidr for a in pod.addresses(record.ifname)}
+            for ip in result.ips:
+                if ip.address not in have:
+                    problems.append(f"address {ip.address} is missing")
+        finally:
+            pod.close()
+    if record.pf is not None and record.vf_index is not None:
+        wanted = record.applied.vf_settings()
+        current = read_vf(ctx.netlink, record.pf, record.vf_index)
+        for attr in not_applied(current, wanted):
+            for name in ATTR_FIELDS[attr]:
+                want, got = getattr(wanted, name), getattr(current, name)
+                if want is not None and got != want:
+                    problems.append(f"PF-side {name} is {_show(got)}, applied {_show(want)}")
+    if problems:
+        raise CheckFailed(f"{where} on {record.pf}: {'; '.join(problems)}")
+
+
+def _show(value: object) -> str:
+    label = getattr(value, "label", None)
+    if isinstance(label, str):
+        return label
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def check(ctx: AttachContext, env: CniEnv, conf: NetConf, raw_conf: Mapping[str, Any]) -> None:
+    """CNI CHECK: verify the attachment of (container, ifname) and, with IPAM, IPAM CHECK."""
+    key = env.key
+    try:
+        record = ctx.store.read_attachment(key)
+        if record is None:
+            raise CheckFailed(f"no attachment recorded for {key}: was ADD run?")
+        if conf.device_id is not None and str(conf.device_id) != record.device_id:
+            raise CheckFailed(
+                f"{key} holds VF {record.device_id}, but the config names {conf.device_id}"
+            )
+        with ctx.store.lock_vf(record.device_id, ctx.lock_timeout):
+            record = ctx.store.read_attachment(key)
+            if record is None:
+                raise CheckFailed(f"the attachment {key} was deleted during CHECK")
+            verify(ctx, record)
+        conf_for_ipam = ipam_conf(raw_conf)
+        if conf.ipam is not None and conf_for_ipam is not None:
+            ctx.ipam.check(conf_for_ipam, ipam_env_of(env))
+    except SriovkitError:
+        raise
+    except Exception as exc:
+        raise HostError(f"CHECK of {key} failed: {type(exc).__name__}: {exc}") from exc
+
+
+__all__ = ["CheckFailed", "check", "verify"]

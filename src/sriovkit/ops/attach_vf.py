@@ -1,0 +1,199 @@
+"""The VF side of CNI attachment: find a VF from its PCI address, and give it back as it was.
+
+Used by `ops.attach` for ADD, its rollback, DEL, GC and stale-allocation cleanup, so every path
+restores a VF the same way.
+
+Where a VF netdev is: sysfs is only the host netns's view (on a real host a netdev that moved into
+a pod vanishes from `/sys/class/net`; in veth mode the tree keeps its original name), so the
+netdev name is read from sysfs *before* ADD and kept in the attachment record; afterwards the
+record, not sysfs, says where to look.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sriovkit.errors import HostError, InvalidInput, NotFound
+from sriovkit.host.netlink import LinkInfo, Netlink
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.model.attachment import AttachmentRecord, VfOriginalState
+from sriovkit.model.pci import PciAddress
+from sriovkit.ops.vf import USERSPACE_DRIVERS
+from sriovkit.ops.vfconfig import apply_vf
+
+
+@dataclass(frozen=True, slots=True)
+class VfTarget:
+    """A VF resolved through sysfs: its PF, index, PF netdev, driver and host netdev (if any)."""
+
+    pci: PciAddress
+    pf_pci: PciAddress
+    pf: str  # the PF netdev VF attributes are set through
+    index: int
+    driver: str | None
+    netdev: str | None  # None in DPDK mode (vfio-pci / uio own the VF: no netdev)
+
+    @property
+    def dpdk(self) -> bool:
+        """True when a userspace driver owns the VF (no netdev to move)."""
+        return self.driver in USERSPACE_DRIVERS
+
+
+def resolve_vf(sysfs: Sysfs, pci: PciAddress) -> VfTarget:
+    """Resolve VF `pci` to its PF, index and netdevs; errors name the VF and what is missing."""
+    if not sysfs.exists(pci):
+        raise NotFound(f"VF {pci} not found: no such PCI device under {sysfs.device_dir(pci)}")
+    pf_pci = PciAddress.try_parse(sysfs.link_base(pci, "physfn") or "")
+    if pf_pci is None:
+        raise InvalidInput("deviceID", f"{pci} is not an SR-IOV VF (it has no physfn link)")
+    index = next((i for i, a in sysfs.virtfns(pf_pci).items() if a == pci), None)
+    if index is None:
+        raise HostError(f"VF {pci}: its PF {pf_pci} has no virtfn link to it")
+    nets = sysfs.netdev_map()
+    pf_names = nets.get(pf_pci)
+    if not pf_names:
+        raise HostError(
+            f"VF {pci}: its PF {pf_pci} has no netdev (is the PF driver bound?); "
+            "VF attributes are set through it"
+        )
+    driver = sysfs.link_base(pci, "driver")
+    names = nets.get(pci, ())
+    netdev = None if driver in USERSPACE_DRIVERS else (names[0] if names else None)
+    return VfTarget(pci, pf_pci, pf_names[0], index, driver, netdev)
+
+
+def require_netdev(vf: VfTarget) -> str:
+    """The VF's host netdev, or an error saying why a kernel-driver VF has none."""
+    if vf.netdev is None:
+        if vf.driver is None:
+            raise HostError(f"VF {vf.pci} has no driver bound: no netdev to attach")
+        raise HostError(
+            f"VF {vf.pci} (driver {vf.driver}) has no netdev in the host netns: is it "
+            "attached elsewhere?"
+        )
+    return vf.netdev
+
+
+def in_pod_is_ours(link: LinkInfo, device_id: str) -> bool:
+    """Whether the pod's `link` (found under the name ADD gave it) is the VF `device_id`."""
+    return link.parent is None or link.parent == device_id
+
+
+def is_our_vf(link: LinkInfo, device_id: str, original_name: str) -> bool:
+    """Whether `link` is the VF `device_id`: by its PCI parent when the kernel reports one.
+
+    A veth (the integration tier's stand-in) has no parent device: then only its original name
+    identifies it, never a generic pod name like `net1`.
+    """
+    if link.parent is not None:
+        return link.parent == device_id
+    return link.name == original_name
+
+
+def restore_pf_side(netlink: Netlink, record: AttachmentRecord) -> None:
+    """Put the PF-side VF attributes back (one request, verified; mac first in kernel order).
+
+    The admin MAC goes back before the netdev's own MAC: some drivers (i40e with trust off)
+    refuse a VF netdev MAC change that disagrees with the admin MAC.
+    """
+    if record.pf is None or record.vf_index is None:
+        return
+    # NotFound: the PF lost its VFs (sriov_numvfs went to 0): nothing left to restore.
+    with contextlib.suppress(NotFound):
+        apply_vf(netlink, record.pf, record.vf_index, record.original.vf_settings())
+
+
+def move_home(
+    pod: Netlink, ifname: str, original: VfOriginalState, up: bool, host_netns: Path
+) -> None:
+    """Move the VF netdev `ifname` from the pod back to the host netns as it was, in one message.
+
+    Its IPv4/IPv6 addresses and routes are dropped by the kernel on the namespace change.
+    """
+    pod.move_link(
+        ifname,
+        host_netns,
+        new_name=original.name,
+        mtu=original.mtu,
+        mac=original.effective_mac or None,
+        up=up,
+    )
+
+
+def original_up(original: VfOriginalState) -> bool:
+    """The admin state to restore, as captured before ADD."""
+    return original.up
+
+
+def restore_altnames(netlink: Netlink, original: VfOriginalState) -> None:
+    """Give the VF netdev back the altnames ADD dropped in the pod (udev's names, say)."""
+    present = set(netlink.link(original.name).altnames)
+    for alt in original.altnames:
+        if alt not in present:
+            netlink.add_altname(original.name, alt)
+
+
+def fix_in_host(netlink: Netlink, name: str, original: VfOriginalState, up: bool) -> None:
+    """A VF netdev found in the host netns under `name`: rename it back, MTU, MAC, admin state."""
+    link = netlink.link(name)
+    if link.name != original.name and link.up:
+        netlink.set_link(name, up=False)  # renaming a running netdev is refused (EBUSY)
+    mac = original.effective_mac or None
+    netlink.set_link(
+        name,
+        new_name=original.name if link.name != original.name else None,
+        mtu=original.mtu if link.mtu != original.mtu else None,
+        mac=mac if mac != link.mac else None,
+        up=up,
+    )
+
+
+def find_in_host(
+    netlink: Netlink,
+    sysfs: Sysfs,
+    record: AttachmentRecord,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str | None:
+    """The VF netdev's current name in the host netns, or None if it is nowhere to be found.
+
+    A real VF whose pod netns was deleted comes back to the host netns on its own, keeping the
+    pod's name (or `devN` on a clash), but only once the kernel's netns cleanup ran: so look a
+    few times within `timeout`, through sysfs (which names it by PCI address) and by name.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.02
+    while True:
+        candidates = [
+            *sysfs.netdev_map().get(record.pci, ()),
+            record.original.name,
+            record.ifname,
+        ]
+        for name in dict.fromkeys(candidates):
+            with contextlib.suppress(NotFound):
+                link = netlink.link(name)
+                if is_our_vf(link, record.device_id, record.original.name):
+                    return link.name
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sleep(min(pause, left))
+        pause = min(pause * 2, 0.2)
+
+
+__all__ = [
+    "VfTarget",
+    "find_in_host",
+    "fix_in_host",
+    "in_pod_is_ours",
+    "is_our_vf",
+    "move_home",
+    "original_up",
+    "require_netdev",
+    "resolve_vf",
+    "restore_pf_side",
+]

@@ -1,0 +1,273 @@
+"""Giving a VF back: the part of CNI DEL and GC (and of ADD's stale cleanup) that restores.
+
+One function, `release`, so that DEL, GC and ADD (cleaning an allocation whose pod is gone) all
+restore a VF the same way, in the same order:
+
+1. PF-side attributes (admin MAC first, see `restore_pf_side`),
+2. the netdev: moved back from the pod netns in one message, or, when the pod netns is gone,
+   found in the host netns (a real VF comes back there on its own) and renamed back,
+3. IPAM DEL,
+4. only then the attachment record, then the allocation record.
+
+A failure before step 4 raises and keeps the records, so a retried DEL or a GC finishes the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sriovkit.errors import HostError, InvalidInput, NotFound, SriovkitError
+from sriovkit.host.ipam import Ipam, IpamError
+from sriovkit.host.netlink import Netlink
+from sriovkit.host.netns import HOST_NETNS, netns_alive
+from sriovkit.host.state import StateStore
+from sriovkit.host.sysfs import Sysfs
+from sriovkit.model.attachment import AttachmentRecord
+from sriovkit.model.cni import NetConf
+from sriovkit.model.cni_env import CniEnv
+from sriovkit.ops.attach_vf import (
+    find_in_host,
+    fix_in_host,
+    in_pod_is_ours,
+    move_home,
+    original_up,
+    restore_altnames,
+    restore_pf_side,
+)
+
+
+@dataclass(frozen=True)
+class AttachContext:
+    """The seams CNI operations run against (built by the adapter: agent, shim fallback, tests).
+
+    `checkpoint` is called with a step name after each ADD step (fault-injection tests kill the
+    process there). `netns_alive` decides whether a recorded pod netns still exists (a seam so
+    unit tests on a simulated host can name fake namespaces). `return_timeout` bounds the wait
+    for a real VF to come back to the host netns after its pod netns was deleted.
+    """
+
+    sysfs: Sysfs
+    netlink: Netlink
+    ipam: Ipam
+    store: StateStore
+    lock_timeout: float = 30.0
+    checkpoint: Callable[[str], None] | None = None
+    host_netns: Path = HOST_NETNS
+    netns_alive: Callable[[Path], bool] = field(default=netns_alive)
+    announce: bool = True
+    return_timeout: float = 2.0
+
+
+def ipam_conf(raw_conf: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The config to hand to the IPAM plugin, or None when it names no IPAM."""
+    if raw_conf is None:
+        return None
+    ipam = raw_conf.get("ipam")
+    return raw_conf if isinstance(ipam, Mapping) and ipam else None
+
+
+def record_env(record: AttachmentRecord, args: str = "") -> dict[str, str]:
+    """The CNI_* variables an IPAM plugin needs to release what `record`'s ADD allocated."""
+    return {
+        "CNI_CONTAINERID": record.container_id,
+        "CNI_IFNAME": record.ifname,
+        "CNI_NETNS": record.netns,
+        "CNI_ARGS": args,
+    }
+
+
+def ipam_env_of(env: CniEnv) -> dict[str, str]:
+    """The CNI_* variables of this invocation, as the IPAM plugin must see them."""
+    out = {
+        "CNI_CONTAINERID": env.container_id or "",
+        "CNI_IFNAME": env.ifname or "",
+        "CNI_ARGS": ";".join(f"{k}={v}" for k, v in env.args.items()),
+    }
+    if env.netns is not None:
+        out["CNI_NETNS"] = env.netns
+    if env.path:
+        out["CNI_PATH"] = os.pathsep.join(env.path)  # else Ipam uses its own search path
+    return out
+
+
+def ipam_delete(ipam: Ipam, conf: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """IPAM DEL; a plugin that knows only older spec versions gets the DEL as 1.0.0.
+
+    GC exists only in spec 1.1.0, so its config says 1.1.0, but IPAM plugins built before it
+    (Debian 12's host-local knows up to 1.0.0) refuse that version outright (code 1). DEL means
+    the same in 1.0.0 and 1.1.0, so asking again in 1.0.0 releases the address.
+    """
+    try:
+        ipam.delete(conf, env)
+    except IpamError as exc:
+        if exc.code != 1 or conf.get("cniVersion") == "1.0.0":
+            raise
+        ipam.delete({**conf, "cniVersion": "1.0.0"}, env)
+
+
+def restore_vf(ctx: AttachContext, record: AttachmentRecord) -> None:
+    """Put the VF of `record` back as recorded (PF side, then netdev); raise if it cannot."""
+    if not ctx.sysfs.exists(record.pci):
+        return  # the VF itself is gone (sriov_numvfs lowered): nothing left to restore
+    restore_pf_side(ctx.netlink, record)
+    original = record.original
+    if not original.name:
+        return  # DPDK mode: the VF never had a netdev to move
+    up = original_up(original)
+    netns = Path(record.netns)
+    wait = ctx.return_timeout
+    if ctx.netns_alive(netns):
+        wait = 0.0  # the pod still exists: the VF is in it, or never left the host
+        try:
+            pod = ctx.netlink.in_netns(netns)
+        except HostError:
+            pod = None  # deleted meanwhile: look in the host below
+            wait = ctx.return_timeout
+        if pod is not None:
+            try:
+                with contextlib.suppress(NotFound):
+                    link = pod.link(record.ifname)
+                    if in_pod_is_ours(link, record.device_id):
+                        move_home(pod, record.ifname, original, up, ctx.host_netns)
+                        restore_altnames(ctx.netlink, original)
+                        return
+            finally:
+                pod.close()
+    name = find_in_host(ctx.netlink, ctx.sysfs, record, wait)
+    if name is not None:
+        fix_in_host(ctx.netlink, name, original, up)
+        restore_altnames(ctx.netlink, original)
+    # else the link is gone (in veth mode deleting the netns destroyed the pair): per the
+    # spec DEL still succeeds once the PF side and IPAM are released.
+
+
+def release(
+    ctx: AttachContext,
+    record: AttachmentRecord,
+    raw_conf: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+) -> None:
+    """Restore the VF, release IPAM and delete the records; the caller holds the VF's lock.
+
+    When the VF's allocation belongs to another attachment (this record is a leftover and the
+    VF was handed out again since), the VF is not touched: only IPAM and the record go.
+    """
+    store = ctx.store
+    alloc = store.read_allocation(record.device_id)
+    owned = alloc is None or alloc.key == record.key
+    if owned:
+        try:
+            restore_vf(ctx, record)
+        except (HostError, NotFound) as exc:
+            raise HostError(
+                f"cannot give VF {record.device_id} back from {record.key} "
+                f"(netns {record.netns}): {exc}; its record is kept for a retry",
+                getattr(exc, "errno", None),
+            ) from exc
+    conf = ipam_conf(raw_conf)
+    if conf is not None:
+        ipam_delete(ctx.ipam, conf, env)
+    store.delete_attachment(record.key)
+    if owned:
+        store.delete_allocation(record.device_id)
+
+
+class PluginNotAvailable(HostError):
+    """CNI code 50 (spec 1.1 STATUS): the plugin cannot serve ADDs right now."""
+
+    cni_code = 50
+
+
+# --- DEL / GC / STATUS ---------------------------------------------------------------------
+
+
+def delete(
+    ctx: AttachContext,
+    env: CniEnv,
+    conf: NetConf | None,
+    raw_conf: Mapping[str, Any] | None,
+) -> None:
+    """CNI DEL: idempotent; restores the VF, releases IPAM, then forgets the attachment."""
+    key = env.key
+    ipam_env = ipam_env_of(env)
+    try:
+        record = ctx.store.read_attachment(key)
+        if record is not None:
+            with ctx.store.lock_vf(record.device_id, ctx.lock_timeout):
+                record = ctx.store.read_attachment(key)  # a concurrent DEL may have finished
+                if record is not None:
+                    release(ctx, record, raw_conf, ipam_env)
+                    return
+        # Nothing recorded: still release IPAM, which a runtime expects DEL to do.
+        conf_for_ipam = ipam_conf(raw_conf)
+        if conf_for_ipam is not None:
+            ipam_delete(ctx.ipam, conf_for_ipam, ipam_env)
+    except SriovkitError:
+        raise
+    except Exception as exc:
+        raise _internal(exc, f"DEL of {key} failed") from exc
+
+
+def gc(ctx: AttachContext, conf: NetConf, raw_conf: Mapping[str, Any]) -> None:
+    """CNI GC: release every attachment of this network that is not in `valid_attachments`."""
+    if conf.valid_attachments is None:
+        raise InvalidInput("cni.dev/valid-attachments", "missing: GC needs the list to keep")
+    valid = set(conf.valid_attachments)
+    errors: list[str] = []
+    store = ctx.store
+    for record in list(store.attachments()):
+        if record.network != conf.name or record.key in valid:
+            continue
+        try:
+            with store.lock_vf(record.device_id, ctx.lock_timeout):
+                again = store.read_attachment(record.key)
+                if again is not None:
+                    release(ctx, again, raw_conf, record_env(again))
+        except SriovkitError as exc:
+            errors.append(str(exc))
+    for alloc in list(store.allocations()):
+        if alloc.network != conf.name or alloc.key in valid:
+            continue
+        with contextlib.suppress(SriovkitError), store.lock_vf(alloc.pci, ctx.lock_timeout):
+            holder = store.read_attachment(alloc.key)
+            if holder is None or holder.device_id != alloc.device_id:
+                store.delete_allocation(alloc.pci)  # an ADD died before its attachment record
+    if errors:
+        raise HostError(f"GC of network {conf.name} left {len(errors)}: {'; '.join(errors)}")
+
+
+def status(ctx: AttachContext) -> None:
+    """CNI STATUS: ready when the state directory is usable; code 50 otherwise."""
+    try:
+        ctx.store.attachment_keys()  # creates and opens the tree, refusing symlinks
+        with tempfile.NamedTemporaryFile(dir=ctx.store.dir, prefix=".status-"):
+            pass
+    except (SriovkitError, OSError) as exc:
+        raise PluginNotAvailable(
+            f"plugin not available: state directory {ctx.store.dir} is not usable: {exc}"
+        ) from exc
+
+
+def _internal(exc: BaseException, what: str) -> HostError:
+    return HostError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+__all__ = [
+    "AttachContext",
+    "PluginNotAvailable",
+    "delete",
+    "gc",
+    "ipam_conf",
+    "ipam_delete",
+    "ipam_env_of",
+    "record_env",
+    "release",
+    "restore_vf",
+    "status",
+]
