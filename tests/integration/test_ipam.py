@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -191,3 +192,24 @@ def test_crashing_plugin_without_json(tmp_path: Path) -> None:
     assert str(err.value) == (
         "IPAM plugin crash failed (code 999): DEL exited with status 3: boom: disk on fire"
     )
+
+
+def test_a_1_1_0_config_reaches_a_plugin_that_knows_only_1_0_0(ipam: Ipam) -> None:
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "skstatic11",
+        "type": "sriov",
+        "ipam": {"type": "static", "addresses": [{"address": "10.5.1.7/24"}]},
+    }
+    version = subprocess.run(
+        ["/usr/lib/cni/static"], env={"CNI_COMMAND": "VERSION"}, input=b"{}",
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if b'"1.1.0"' in version.stdout:
+        pytest.skip("this static plugin knows 1.1.0 itself: no fallback to exercise")
+    result = ipam.add(conf, env("c11"))
+    assert result["ips"] == [{"address": "10.5.1.7/24"}]
+    ipam.delete(conf, env("c11"))
+    with pytest.raises(IpamError) as err:  # other versions are not second-guessed
+        ipam.add({**conf, "cniVersion": "9.9.9"}, env("c12"))
+    assert err.value.code == 1

@@ -98,6 +98,22 @@ class Ipam:
     def _exec(
         self, command: str, netconf: Mapping[str, Any], env: Mapping[str, str]
     ) -> dict[str, Any] | None:
+        """Run the plugin; a 1.1.0 config refused as an unknown version is asked again as 1.0.0.
+
+        IPAM plugins built before spec 1.1.0 (Debian 12's host-local and static know up to
+        1.0.0) refuse a 1.1.0 config outright (code 1), yet ADD, DEL and CHECK mean the same in
+        both versions and a 1.0.0 result converts up losslessly. GC configs are always 1.1.0.
+        """
+        try:
+            return self._exec_once(command, netconf, env)
+        except IpamError as exc:
+            if exc.code != 1 or netconf.get("cniVersion") != "1.1.0":
+                raise
+            return self._exec_once(command, {**netconf, "cniVersion": "1.0.0"}, env)
+
+    def _exec_once(
+        self, command: str, netconf: Mapping[str, Any], env: Mapping[str, str]
+    ) -> dict[str, Any] | None:
         kind = ipam_type(netconf)
         binary = self.find(kind)
         stdin = json.dumps(netconf).encode()

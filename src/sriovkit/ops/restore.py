@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sriovkit.errors import HostError, InvalidInput, NotFound, SriovkitError
-from sriovkit.host.ipam import Ipam, IpamError
+from sriovkit.host.ipam import Ipam
 from sriovkit.host.netlink import Netlink
 from sriovkit.host.netns import HOST_NETNS, netns_alive
 from sriovkit.host.state import StateStore
@@ -97,18 +97,8 @@ def ipam_env_of(env: CniEnv) -> dict[str, str]:
 
 
 def ipam_delete(ipam: Ipam, conf: Mapping[str, Any], env: Mapping[str, str]) -> None:
-    """IPAM DEL; a plugin that knows only older spec versions gets the DEL as 1.0.0.
-
-    GC exists only in spec 1.1.0, so its config says 1.1.0, but IPAM plugins built before it
-    (Debian 12's host-local knows up to 1.0.0) refuse that version outright (code 1). DEL means
-    the same in 1.0.0 and 1.1.0, so asking again in 1.0.0 releases the address.
-    """
-    try:
-        ipam.delete(conf, env)
-    except IpamError as exc:
-        if exc.code != 1 or conf.get("cniVersion") == "1.0.0":
-            raise
-        ipam.delete({**conf, "cniVersion": "1.0.0"}, env)
+    """IPAM DEL (the seam asks older plugins again in the version they know)."""
+    ipam.delete(conf, env)
 
 
 def restore_vf(ctx: AttachContext, record: AttachmentRecord) -> None:
