@@ -30,6 +30,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "vf": ("sriovkit.cli", "_bind_command"),
     "sim": ("sriovkit.commands.sim", "sim"),
     "lab": ("sriovkit.commands.lab", "lab"),
+    "agent": ("sriovkit.commands.agent", "agent"),
+    "install-cni": ("sriovkit.commands.agent", "install_cni"),
 }
 
 

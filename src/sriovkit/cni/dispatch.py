@@ -1,0 +1,189 @@
+"""The CNI plugin `sriov` as one function: `execute(env, stdin) -> (exit code, stdout bytes)`.
+
+Both the node agent (for each request a shim forwards) and the shim's in-process fallback call
+`execute`, so the two paths cannot behave differently. It never raises and never prints: every
+failure, including a bug, becomes the spec's error object on stdout and exit code 1 (what the
+reference plugins' skel exits with; the CNI code lives in the JSON, where runtimes read it).
+
+Order of work, so that nothing touches the host before the input is known good:
+CNI_* environment (code 4) -> VERSION (answered from `cniVersion` alone) -> network config
+(codes 1, 6, 7) -> device-info file -> the host seams -> `ops.attach`.
+
+DEL is lenient on purpose: a runtime may hand DEL a config that no longer parses (an upgraded
+plugin, a hand-edited file) and the attachment record alone says what to give back, so DEL goes
+ahead with `conf=None` rather than leave a VF stranded in a dead pod.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from sriovkit.errors import InvalidInput, SriovkitError
+from sriovkit.host.ipam import Ipam
+from sriovkit.host.state import StateStore, default_state_dir
+from sriovkit.model.cni import BadEnv, CniCommand, CniEnv, NetConf, parse_netconf
+from sriovkit.model.cni_result import DecodeFailure, error_from, to_version, version_dict
+from sriovkit.ops import attach
+from sriovkit.ops.attach import AttachContext
+from sriovkit.wiring import open_netlink, open_sysfs
+
+ROOT_ENV = "SRIOVKIT_ROOT"
+"""Treat this directory as `/` (a simulated host); unset means the real host."""
+
+ERROR_EXIT = 1
+"""Exit code of every failed invocation (the CNI code is in the error JSON on stdout)."""
+
+IPAM_TIMEOUT = 10.0  # seconds one IPAM plugin call may take before it is killed
+_DEVICE_INFO_MAX = 1 << 20  # a device-info file is a few hundred bytes
+
+ContextFactory = Callable[[Mapping[str, str]], AbstractContextManager[AttachContext]]
+"""Builds the seams for one invocation from its environment (the agent may pool them)."""
+
+
+def root_of(env: Mapping[str, str]) -> Path:
+    """The host root an invocation works on: `$SRIOVKIT_ROOT` (absolute) or `/`."""
+    text = env.get(ROOT_ENV, "")
+    if not text:
+        return Path("/")
+    if not text.startswith("/") or "\0" in text:
+        raise BadEnv(ROOT_ENV, f"{text!r} is not an absolute path")
+    return Path(text)
+
+
+@contextmanager
+def host_context(env: Mapping[str, str]) -> Iterator[AttachContext]:
+    """The seams for the host `env` names; the netlink seam is closed on exit."""
+    root = root_of(env)
+    store = StateStore(default_state_dir(env))
+    ipam = Ipam([Path(p) for p in env.get("CNI_PATH", "").split(":") if p], IPAM_TIMEOUT)
+    sysfs = open_sysfs(root)
+    netlink = open_netlink(root)
+    try:
+        yield AttachContext(sysfs=sysfs, netlink=netlink, ipam=ipam, store=store)
+    finally:
+        netlink.close()
+
+
+def _sniff_version(stdin: bytes) -> str | None:
+    """The config's cniVersion if stdin is a JSON object that has a string one (for errors)."""
+    try:
+        obj = json.loads(stdin)
+    except (ValueError, RecursionError):
+        return None
+    version = obj.get("cniVersion") if isinstance(obj, dict) else None
+    return version if isinstance(version, str) else None
+
+
+def _raw_conf(stdin: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(stdin)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _dump(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def read_device_info(conf: NetConf, *, required: bool) -> NetConf:
+    """`conf` with the VF from its device-info file when the config names no deviceID.
+
+    Only ADD and CHECK need it (`required`); DEL works from the attachment record, and the
+    device plugin may already have removed the file.
+    """
+    if conf.device_id is not None or not conf.device_info_file:
+        return conf
+    field = "runtimeConfig.CNIDeviceInfoFile"
+    path = conf.device_info_file
+    try:
+        if not path.startswith("/") or "\0" in path:
+            raise InvalidInput(field, f"{path!r} is not an absolute path")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            data = os.read(fd, _DEVICE_INFO_MAX + 1)
+        finally:
+            os.close(fd)
+        if len(data) > _DEVICE_INFO_MAX:
+            raise InvalidInput(field, f"{path} is larger than {_DEVICE_INFO_MAX} bytes")
+        return conf.with_device_info(data)
+    except OSError as exc:
+        if not required:
+            return conf
+        raise InvalidInput(field, f"cannot read {path}: {exc.strerror}") from None
+    except InvalidInput:
+        if not required:
+            return conf
+        raise
+
+
+def _run(env: Mapping[str, str], stdin: bytes, ctx_factory: ContextFactory) -> bytes:
+    cni_env = CniEnv.from_env(env)
+    command = cni_env.command
+    if command is CniCommand.VERSION:
+        return _dump(version_dict(_sniff_version(stdin)))
+    conf: NetConf | None
+    try:
+        conf = parse_netconf(stdin, cni_env)
+    except SriovkitError:
+        if command is not CniCommand.DEL:
+            raise
+        conf = None
+    raw = _raw_conf(stdin)
+    if conf is not None:
+        wanted = command in {CniCommand.ADD, CniCommand.CHECK}
+        conf = read_device_info(conf, required=wanted)
+    if raw is None and command is not CniCommand.DEL:
+        # parse_netconf accepted it, so this cannot happen; say so rather than pass None on.
+        raise DecodeFailure("failed to decode network config: not a JSON object")
+    with ctx_factory(env) as ctx:
+        if command is CniCommand.ADD:
+            assert conf is not None and raw is not None
+            result = attach.add(ctx, cni_env, conf, raw)
+            return _dump(to_version(result, conf.cni_version))
+        if command is CniCommand.DEL:
+            attach.delete(ctx, cni_env, conf, raw)
+        elif command is CniCommand.CHECK:
+            assert conf is not None and raw is not None
+            attach.check(ctx, cni_env, conf, raw)
+        elif command is CniCommand.GC:
+            assert conf is not None and raw is not None
+            attach.gc(ctx, conf, raw)
+        else:
+            attach.status(ctx)
+    return b""
+
+
+def execute(
+    env: Mapping[str, str], stdin: bytes, *, ctx_factory: ContextFactory = host_context
+) -> tuple[int, bytes]:
+    """Run one CNI invocation: `(0, result)` or `(1, error object)`; never raises.
+
+    `env` holds the CNI_* variables (and SRIOVKIT_ROOT / SRIOVKIT_STATE_DIR); `stdin` is the
+    network config. Only SystemExit and KeyboardInterrupt escape (the process is ending).
+    """
+    try:
+        return 0, _run(env, stdin, ctx_factory)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # the boundary: a runtime gets JSON, not a traceback
+        try:
+            return ERROR_EXIT, _dump(error_from(exc, _sniff_version(stdin)))
+        except Exception:  # e.g. an exception whose __str__ fails
+            return ERROR_EXIT, _dump(error_from(RuntimeError(type(exc).__name__)))
+
+
+__all__ = [
+    "ERROR_EXIT",
+    "ROOT_ENV",
+    "ContextFactory",
+    "execute",
+    "host_context",
+    "read_device_info",
+    "root_of",
+]

@@ -1,0 +1,84 @@
+"""Write the `sriov` CNI plugin executable: the shim with its interpreter and paths baked in.
+
+The shim runs as `#!<real python> -IS`: isolated (no PYTHON* variables, no user site, no cwd on
+sys.path) and without `site` (~3 ms). With no `site`, the in-process fallback needs to be told
+where sriovkit and its dependencies live, so SITE lists the directory holding the `sriovkit`
+package and the installing interpreter's site-packages. The interpreter is the resolved real
+binary: a venv's `bin/python` symlink would only work if the venv stayed where it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import sysconfig
+from importlib import resources
+from pathlib import Path
+
+import sriovkit
+from sriovkit.errors import HostError, InvalidInput
+from sriovkit.model.cni import check_plugin_name
+
+_SOCKET_LINE = 'SOCKET = "/run/sriovkit/agent.sock"\n'
+_SITE_LINE = "SITE: tuple[str, ...] = ()\n"
+
+
+def site_dirs() -> tuple[str, ...]:
+    """Where the in-process path finds sriovkit, msgspec and pyroute2."""
+    package_parent = str(Path(sriovkit.__file__).resolve().parent.parent)
+    paths = sysconfig.get_paths()
+    out: list[str] = []
+    for entry in (package_parent, paths["purelib"], paths["platlib"]):
+        if entry not in out:
+            out.append(entry)
+    return tuple(out)
+
+
+def render_shim(socket: Path, interpreter: str | None = None) -> bytes:
+    """The plugin file's contents for an agent at `socket`."""
+    source = resources.files("sriovkit.cni").joinpath("shim.py").read_text()
+    for line in (_SOCKET_LINE, _SITE_LINE):
+        if source.count(line) != 1:
+            raise HostError(f"the shim source has lost its {line.split()[0]} line; cannot install")
+    source = source.replace(_SOCKET_LINE, f"SOCKET = {str(socket)!r}\n")
+    source = source.replace(_SITE_LINE, f"SITE: tuple[str, ...] = {site_dirs()!r}\n")
+    python = interpreter or os.path.realpath(sys.executable)
+    return f"#!{python} -IS\n{source}".encode()
+
+
+def install_shim(bin_dir: Path, name: str, socket: Path) -> tuple[Path, bool]:
+    """Write the plugin `bin_dir/name` atomically (mode 0755); (path, whether it changed)."""
+    check_plugin_name(name, "--name")
+    if not socket.is_absolute():
+        raise InvalidInput("--socket", f"{socket} is not an absolute path")
+    data = render_shim(socket)
+    target = bin_dir / name
+    with contextlib.suppress(OSError):
+        if target.read_bytes() == data and os.access(target, os.X_OK):
+            return target, False
+    tmp = bin_dir / f".{name}.{os.getpid()}.tmp"
+    try:
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
+        try:
+            os.write(fd, data)
+            os.fchmod(fd, 0o755)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # rename() over the old plugin: a runtime exec'ing it sees the old file or the new one.
+        os.replace(tmp, target)
+        dfd = os.open(bin_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise HostError(f"cannot install CNI plugin {target}: {exc.strerror}", exc.errno) from None
+    return target, True
+
+
+__all__ = ["install_shim", "render_shim", "site_dirs"]

@@ -1,0 +1,72 @@
+"""`sriovkit agent` (the node agent, foreground) and `sriovkit install-cni` (write the shim)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from sriovkit.cli import CliEnv
+
+_SOCKET_HELP = "The agent's unix socket [/run/sriovkit/agent.sock or $SRIOVKIT_AGENT_SOCKET]."
+
+
+def _socket_default() -> Path:
+    return Path(os.environ.get("SRIOVKIT_AGENT_SOCKET") or "/run/sriovkit/agent.sock")
+
+
+@click.command()
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path), help=_SOCKET_HELP)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Attachment records and VF locks, for requests that name none "
+    "[/var/lib/sriovkit or $SRIOVKIT_STATE_DIR].",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
+@click.pass_obj
+def agent(env: CliEnv, socket_path: Path | None, state_dir: Path | None, verbose: bool) -> None:
+    """Run the node agent in the foreground: serve the `sriov` CNI shim until SIGTERM."""
+    from sriovkit.agent.server import run_agent  # noqa: PLC0415 - pyroute2 and ops are heavy
+    from sriovkit.errors import InvalidInput  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="sriovkit-agent: %(levelname)s %(message)s",
+    )
+    path = socket_path or _socket_default()
+    if not path.is_absolute():
+        raise InvalidInput("--socket", f"{path} is not an absolute path")
+    defaults: dict[str, str] = {}
+    if str(env.root) != "/":
+        defaults["SRIOVKIT_ROOT"] = str(Path(env.root).resolve())
+    state = state_dir or (Path(s) if (s := os.environ.get("SRIOVKIT_STATE_DIR")) else None)
+    if state is not None:
+        if not state.is_absolute():
+            raise InvalidInput("--state-dir", f"{state} is not an absolute path")
+        defaults["SRIOVKIT_STATE_DIR"] = str(state)
+    run_agent(path, defaults)
+
+
+@click.command("install-cni")
+@click.option(
+    "--bin-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The runtime's CNI bin dir (e.g. /opt/cni/bin).",
+)
+@click.option("--name", default="sriov", show_default=True, help="The plugin's file name.")
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path), help=_SOCKET_HELP)
+def install_cni(bin_dir: Path, name: str, socket_path: Path | None) -> None:
+    """Write the `sriov` CNI plugin (a shim that forwards to the agent) into BIN_DIR."""
+    from sriovkit.cni.install import install_shim  # noqa: PLC0415
+
+    target, changed = install_shim(bin_dir, name, socket_path or _socket_default())
+    click.echo(f"{'installed' if changed else 'unchanged'}: {target}")
+
+
+__all__ = ["agent", "install_cni"]
