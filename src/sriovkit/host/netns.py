@@ -80,6 +80,7 @@ def announce_ipv4(netns: Path, ifname: str, mac: str, addresses: Iterable[str]) 
     if not frames:
         return 0
     box: dict[str, OSError] = {}
+    sent = threading.Event()
 
     def enter_and_send() -> None:
         try:
@@ -88,16 +89,27 @@ def announce_ipv4(netns: Path, ifname: str, mac: str, addresses: Iterable[str]) 
                 _setns(fd)
             finally:
                 os.close(fd)
-            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ARP)) as s:
-                s.bind((ifname, _ETH_P_ARP))
-                for frame in frames:
-                    s.send(frame)
+            # Protocol 0: a send-only packet socket. One bound to ETH_P_ARP registers a receive
+            # hook, and tearing that down waits for an RCU grace period (~15 ms each for bind
+            # and close) that the ADD would otherwise pay.
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except OSError as exc:
             box["error"] = exc
+            sent.set()
+            return
+        try:
+            sock.bind((ifname, 0))
+            for frame in frames:
+                sock.send(frame)
+        except OSError as exc:
+            box["error"] = exc
+        finally:
+            sent.set()
+            sock.close()  # after the caller has moved on: nobody waits for this close
 
     worker = threading.Thread(target=enter_and_send, name="sriovkit-announce", daemon=True)
     worker.start()
-    worker.join()
+    sent.wait()
     if "error" in box:
         code = box["error"].errno or errno_mod.EIO
         raise HostError(
