@@ -77,10 +77,8 @@ class Bench:
     def start_agent(self) -> None:
         argv = [
             sys.executable,
-            "-c",
-            "import sys; from sriovkit import cli; "
-            "cli._COMMANDS.setdefault('agent', ('sriovkit.commands.agent', 'agent')); "
-            "sys.exit(cli.main(sys.argv[1:]))",
+            "-m",
+            "sriovkit.cli",
             "agent",
             "--socket",
             str(self.sock),

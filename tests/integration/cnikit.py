@@ -48,18 +48,8 @@ def install_shim(bin_dir: Path, agent_socket: Path) -> Path:
 
 
 def agent_argv(agent_socket: Path) -> list[str]:
-    """`python -m sriovkit.cli agent --socket SOCK` (the command as the lead registers it)."""
-    from sriovkit import cli  # noqa: PLC0415
-
-    if "agent" in cli._COMMANDS:
-        return [sys.executable, "-m", "sriovkit.cli", "agent", "-v", "--socket", str(agent_socket)]
-    # Not registered in cli.py yet: register it the way the lead will, then run the real CLI.
-    code = (
-        "import sys; from sriovkit import cli; "
-        "cli._COMMANDS['agent'] = ('sriovkit.commands.agent', 'agent'); "
-        "sys.exit(cli.main(sys.argv[1:]))"
-    )
-    return [sys.executable, "-c", code, "agent", "-v", "--socket", str(agent_socket)]
+    """`python -m sriovkit.cli agent --socket SOCK`: the real CLI entry point."""
+    return [sys.executable, "-m", "sriovkit.cli", "agent", "-v", "--socket", str(agent_socket)]
 
 
 NO_AGENT = Path("/nonexistent/sriovkit-agent.sock")
