@@ -200,3 +200,25 @@ def test_plain_simulated_host_keeps_the_fake(tmp_path: Path) -> None:
     create_host(tmp_path / "plain", ["82576"], vfs=1)
     seam = open_netlink(tmp_path / "plain")
     assert isinstance(seam, FakeNetlink)
+
+
+def test_sim_veth_cli_creates_and_removes_the_pairs(tmp_path: Path) -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from sriovkit.cli import cli  # noqa: PLC0415
+
+    prefix = "c" + uuid.uuid4().hex[:5]
+    root = tmp_path / "host"
+    res = CliRunner().invoke(cli, ["sim", "veth", str(root), "--vfs", "1", "--prefix", prefix])
+    try:
+        assert res.exit_code == 0, res.output
+        links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True,
+                                          text=True, check=True).stdout)  # fmt: skip
+        names = {link["ifname"] for link in links}
+        assert {f"{prefix}0v0", f"{prefix}1v0"} <= names
+    finally:
+        res = CliRunner().invoke(cli, ["sim", "veth-remove", str(root)])
+    assert res.exit_code == 0, res.output
+    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True,
+                                      check=True).stdout)  # fmt: skip
+    assert not [link for link in links if link["ifname"].startswith(prefix)]

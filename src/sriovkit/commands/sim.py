@@ -60,3 +60,37 @@ def create(
             f"  {pf.address}  {pf.netdev or '-':<16} {pf.profile:<10} {pf.driver:<10} "
             f"VFs {pf.num_vfs}/{pf.total_vfs}"
         )
+
+
+@sim.command("veth")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--profile", default="82576", show_default=True, help="The one card to install.")
+@click.option("--vfs", type=int, default=2, show_default=True, help="VFs per PF.")
+@click.option("--prefix", help="VF netdev name prefix (default: random `sk` + 4 hex).")
+def veth(directory: Path, profile: str, vfs: int, prefix: str | None) -> None:
+    """A simulated host whose VF netdevs are real veth ends in this netns (needs root).
+
+    Netns moves, renames, MTU, addresses and IPAM on these VFs are real; the PF-side VF
+    attributes are kept by the simulated driver. Remove the veths with `sim veth-remove`.
+    """
+    from sriovkit.sim import PROFILES  # noqa: PLC0415
+    from sriovkit.sim.veth import create_veth_host  # noqa: PLC0415
+
+    if profile not in PROFILES:
+        raise InvalidInput(
+            "profile", f"unknown profile {profile!r} (known: {', '.join(sorted(PROFILES))})"
+        )
+    host = create_veth_host(directory, profile, vfs, prefix=prefix)
+    click.echo(f"veth-mode host at {host.root}: {len(host.pairs)} VFs backed by veth pairs")
+    for pair in host.pairs:
+        click.echo(f"  VF {pair.index} of {pair.pf}: {pair.vf}  netdev {pair.name}  mac {pair.mac}")
+
+
+@sim.command("veth-remove")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def veth_remove(directory: Path) -> None:
+    """Delete the veth pairs of a veth-mode host (only the ones it created)."""
+    from sriovkit.sim.veth import remove_veths  # noqa: PLC0415
+
+    remove_veths(directory)
+    click.echo(f"veth pairs of {directory} removed")
