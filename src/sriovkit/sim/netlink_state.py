@@ -114,19 +114,21 @@ def vf_from_json(index: int, data: dict[str, Any]) -> VfInfo:
     )
 
 
-def _in_root(root: Path, path: Path) -> Path:
+def _in_root(root: str, path: str) -> str:
     """Follow a symlink that may be absolute (written as on a real host) inside `root`."""
-    if path.is_symlink():
-        target = os.readlink(path)
-        if target.startswith("/"):
-            return root / target.lstrip("/")
-        return path.parent / target
-    return path
-
-
-def _read(path: Path, default: str = "") -> str:
     try:
-        return path.read_text().strip()
+        target = os.readlink(path)
+    except OSError:
+        return path  # not a link
+    if target.startswith("/"):
+        return root + target
+    return os.path.join(os.path.dirname(path), target)
+
+
+def _read(path: str, default: str = "") -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
     except OSError:
         return default
 
@@ -139,33 +141,43 @@ def _int(text: str, default: int) -> int:
 
 
 def links_from_tree(root: Path) -> dict[str, SimLink]:
-    """The netdevs a simulated host's sysfs tree shows, keyed by their tree name."""
-    base = root / "sys/class/net"
+    """The netdevs a simulated host's sysfs tree shows, keyed by their tree name.
+
+    Plain string paths and os calls: every netlink call of the fake reads the tree again, and
+    pathlib's overhead made that a visible part of each CNI ADD in the integration tier.
+    """
+    top = str(root).rstrip("/")
+    base = f"{top}/sys/class/net"
     found: dict[str, SimLink] = {}
-    names = sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        names = []
     for pos, name in enumerate(names, start=1):
-        netdev = _in_root(root, base / name)
-        device = netdev / "device"
-        driver_link = device / "driver"
-        driver = Path(os.readlink(driver_link)).name if driver_link.is_symlink() else None
-        is_link = device.is_symlink()
-        device = _in_root(root, device)
-        parent = Path(os.path.normpath(device)).name if is_link else None
-        numvfs = _read(device / "sriov_numvfs")
-        flags_text = _read(netdev / "flags")
-        operstate = _read(netdev / "operstate", "unknown")
-        carrier = _read(netdev / "carrier", "0") == "1"
+        netdev = _in_root(top, f"{base}/{name}")
+        device_link = f"{netdev}/device"
+        try:
+            driver: str | None = os.path.basename(os.readlink(f"{device_link}/driver"))
+        except OSError:
+            driver = None
+        is_link = os.path.islink(device_link)
+        device = _in_root(top, device_link)
+        parent = os.path.basename(os.path.normpath(device)) if is_link else None
+        numvfs = _read(f"{device}/sriov_numvfs")
+        flags_text = _read(f"{netdev}/flags")
+        operstate = _read(f"{netdev}/operstate", "unknown")
+        carrier = _read(f"{netdev}/carrier", "0") == "1"
         # `carrier` reads only while the netdev is up, so it stands in for a missing `flags`.
         up = bool(_int(flags_text, 0) & 1) if flags_text else operstate == "up" or carrier
         found[name] = SimLink(
             key=name,
-            index=_int(_read(netdev / "ifindex"), pos),
+            index=_int(_read(f"{netdev}/ifindex"), pos),
             name=name,
-            mac=_read(netdev / "address", "00:00:00:00:00:00"),
-            mtu=_int(_read(netdev / "mtu", "1500"), 1500),
+            mac=_read(f"{netdev}/address", "00:00:00:00:00:00"),
+            mtu=_int(_read(f"{netdev}/mtu", "1500"), 1500),
             up=up,
             carrier=carrier,
-            speed=max(_int(_read(netdev / "speed", "0"), 0), 0),
+            speed=max(_int(_read(f"{netdev}/speed", "0"), 0), 0),
             driver=driver,
             num_vfs=_int(numvfs, 0),
             sriov=numvfs != "",
