@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sriovkit.errors import HostError, InvalidInput, NotFound
 from sriovkit.model.device import NetdevInfo, PciDevice, SriovInfo
-from sriovkit.model.modalias import format_modalias
 from sriovkit.model.pci import PciAddress, vf_address
+from sriovkit.model.uevent import ids_from_uevent, is_pci_name, parse_uevent, pci_name_in_path
 
 PCI_DEVICES = "sys/bus/pci/devices"
 CLASS_NET = "sys/class/net"
@@ -53,58 +53,9 @@ def _int(text: str | None, base: int = 10) -> int | None:
         return None
 
 
-def _ids_from_uevent(
-    pci_id: str, subsys_id: str, pci_class: str, modalias: str
-) -> tuple[int, int, int, int, int, str]:
-    """Vendor, device, subsystem ids, class code and modalias from `uevent` values."""
-    vendor, _, device = pci_id.partition(":")
-    sub_vendor, _, sub_device = subsys_id.partition(":")
-    vid, did, svid, sdid = (
-        int(vendor, 16),
-        int(device, 16),
-        int(sub_vendor, 16),
-        int(sub_device, 16),
-    )
-    class_code = int(pci_class, 16)
-    return (
-        vid,
-        did,
-        svid,
-        sdid,
-        class_code,
-        modalias or format_modalias(vid, did, svid, sdid, class_code),
-    )
-
-
-def _parse_uevent(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key] = value
-    return out
-
-
-def _is_pci_name(name: str) -> bool:
-    """Cheap shape test for `DDDD:BB:SS.F` before any parsing."""
-    return len(name) == 12 and name[4] == ":" and name[7] == ":" and name[10] == "."
-
-
-def _pci_name_in_path(target: str) -> str | None:
-    """The last PCI address among the components of a device path, as text."""
-    # Usual shape `.../<pci>/net/<ifname>`: checked without splitting the whole path.
-    tail = target.rsplit("/", 3)
-    if len(tail) == 4 and tail[2] == "net" and _is_pci_name(tail[1]):
-        return tail[1]
-    for part in reversed(target.split("/")):
-        if _is_pci_name(part) and PciAddress.try_parse(part) is not None:
-            return part
-    return None
-
-
 def _pci_in_path(target: str) -> PciAddress | None:
     """The last PCI address among the components of a device path."""
-    name = _pci_name_in_path(target)
+    name = pci_name_in_path(target)
     return PciAddress.try_parse(name) if name else None
 
 
@@ -156,7 +107,7 @@ class Sysfs:
             return []
         except OSError as exc:
             raise HostError(f"cannot list {self._p(PCI_DEVICES)}: {exc.strerror}") from exc
-        return sorted(n for n in names if _is_pci_name(n))
+        return sorted(n for n in names if is_pci_name(n))
 
     def pci_addresses(self) -> list[PciAddress]:
         """Every PCI function the kernel knows, sorted by address (empty when no PCI bus)."""
@@ -231,8 +182,8 @@ class Sysfs:
         text = _read(f"{base}/uevent")
         if text is None:
             raise NotFound(f"PCI device {addr} not found under {self._p(PCI_DEVICES)}")
-        ev = _parse_uevent(text)
-        vid, did, svid, sdid, class_code, modalias = _ids_from_uevent(
+        ev = parse_uevent(text)
+        vid, did, svid, sdid, class_code, modalias = ids_from_uevent(
             ev.get("PCI_ID", "0:0"),
             ev.get("PCI_SUBSYS_ID", "0:0"),
             ev.get("PCI_CLASS", "0"),
@@ -322,7 +273,7 @@ class Sysfs:
         text = _read(f"{base}/uevent")
         if text is None:
             return self.device(addr, netdevs=netdevs, vf_of=(pf, index))
-        ev = _parse_uevent(text)
+        ev = parse_uevent(text)
         key = (
             ev.get("PCI_ID", "0:0"),
             ev.get("PCI_SUBSYS_ID", "0:0"),
@@ -331,7 +282,7 @@ class Sysfs:
         )
         ids = ids_cache.get(key)
         if ids is None:
-            ids = ids_cache[key] = _ids_from_uevent(*key)
+            ids = ids_cache[key] = ids_from_uevent(*key)
         vid, did, svid, sdid, class_code, modalias = ids
         try:
             group: str | None = os.readlink(f"{base}/iommu_group")
@@ -384,7 +335,7 @@ class Sysfs:
                 target = os.readlink(f"{base}/{name}")
             except OSError:
                 continue
-            pci = _pci_name_in_path(target)
+            pci = pci_name_in_path(target)
             if pci is not None:
                 out.setdefault(pci, []).append(name)
         return {a: tuple(sorted(n)) for a, n in out.items()}
