@@ -9,12 +9,10 @@ process is forked (pyroute2's own netns support forks one).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno as errno_mod
 import os
 import select
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 from sriovkit.errors import HostError, NotFound, Timeout
 from sriovkit.host.netlink import Address, LinkInfo, Route
+from sriovkit.host.netns import socket_in_netns as netns_socket
 from sriovkit.model.vf import (
     LinkState,
     VfInfo,
@@ -31,7 +30,6 @@ from sriovkit.model.vf import (
     complete_request,
 )
 
-_CLONE_NEWNET = 0x40000000
 _NETLINK_ROUTE = 0
 _RTMGRP_LINK = 1
 _RTEXT_FILTER_VF = 1
@@ -39,44 +37,11 @@ _IFF_UP = 1
 _U32_UNSET = 0xFFFF_FFFF  # the kernel reports "driver did not say" as (u32)-1
 
 
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)  # Python >= 3.12
-    if setns is not None:
-        setns(fd, _CLONE_NEWNET)
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-
-
 def socket_in_netns(netns: Path, groups: int = 0) -> socket.socket:
     """An rtnetlink socket created inside the netns at `netns`, without moving this thread."""
-    box: dict[str, Any] = {}
-
-    def enter_and_open() -> None:
-        try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(fd)
-            finally:
-                os.close(fd)
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
-            if groups:
-                sock.bind((0, groups))
-            box["sock"] = sock
-        except OSError as exc:
-            box["error"] = exc
-
-    worker = threading.Thread(target=enter_and_open, name="sriovkit-netns-socket", daemon=True)
-    worker.start()
-    worker.join()
-    if "error" in box:
-        exc: OSError = box["error"]
-        code = exc.errno or errno_mod.EIO
-        raise HostError(f"cannot open a netlink socket in {netns}: {os.strerror(code)}", code)
-    sock_out: socket.socket = box["sock"]
-    return sock_out
+    return netns_socket(
+        netns, socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE, (0, groups) if groups else None
+    )
 
 
 @contextlib.contextmanager

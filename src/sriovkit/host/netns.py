@@ -55,6 +55,51 @@ def _setns(fd: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
+def enter_netns(netns: Path) -> None:
+    """Move the CALLING THREAD into the netns at `netns`: only ever from a short-lived thread."""
+    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(fd)
+    finally:
+        os.close(fd)
+
+
+def socket_in_netns(
+    netns: Path, family: int, kind: int, proto: int, bind: tuple[object, ...] | None = None
+) -> socket.socket:
+    """A socket created (and optionally bound) inside `netns`, without moving this thread.
+
+    A socket keeps the namespace it was created in, so a thread that enters the namespace,
+    opens it and exits gives the caller a pod-side socket while the caller stays home.
+    """
+    box: dict[str, object] = {}
+
+    def enter_and_open() -> None:
+        try:
+            enter_netns(netns)
+            sock = socket.socket(family, kind, proto)
+            try:
+                if bind is not None:
+                    sock.bind(bind)
+            except OSError:
+                sock.close()
+                raise
+            box["sock"] = sock
+        except OSError as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=enter_and_open, name="sriovkit-netns-socket", daemon=True)
+    worker.start()
+    worker.join()
+    error = box.get("error")
+    if isinstance(error, OSError):
+        code = error.errno or errno_mod.EIO
+        raise HostError(f"cannot open a socket in {netns}: {os.strerror(code)}", code)
+    sock = box["sock"]
+    assert isinstance(sock, socket.socket)
+    return sock
+
+
 def _mac_bytes(mac: str) -> bytes:
     return bytes(int(part, 16) for part in mac.split(":"))
 
@@ -84,11 +129,7 @@ def announce_ipv4(netns: Path, ifname: str, mac: str, addresses: Iterable[str]) 
 
     def enter_and_send() -> None:
         try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(fd)
-            finally:
-                os.close(fd)
+            enter_netns(netns)
             # Protocol 0: a send-only packet socket. One bound to ETH_P_ARP registers a receive
             # hook, and tearing that down waits for an RCU grace period (~15 ms each for bind
             # and close) that the ADD would otherwise pay.
@@ -118,4 +159,11 @@ def announce_ipv4(netns: Path, ifname: str, mac: str, addresses: Iterable[str]) 
     return len(frames)
 
 
-__all__ = ["HOST_NETNS", "announce_ipv4", "garp_frame", "netns_alive"]
+__all__ = [
+    "HOST_NETNS",
+    "announce_ipv4",
+    "enter_netns",
+    "garp_frame",
+    "netns_alive",
+    "socket_in_netns",
+]
