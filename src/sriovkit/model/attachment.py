@@ -134,17 +134,18 @@ class VfOriginalState(msgspec.Struct, frozen=True, kw_only=True):
 
     def vf_settings(self) -> VfSettings:
         """PF-side settings that put the VF back (spoofchk/trust only if the driver had them)."""
-        return VfSettings(
+        return VfInfo(
+            index=0,
             mac=self.admin_mac,
             vlan=self.vlan,
-            qos=self.qos if self.vlan else 0,
-            proto=self.proto if self.vlan else VlanProto.DOT1Q,
+            qos=self.qos,
+            proto=self.proto,
             spoofchk=self.spoofchk,
             trust=self.trust,
             link_state=self.link_state,
             min_tx_rate=self.min_tx_rate,
             max_tx_rate=self.max_tx_rate,
-        )
+        ).as_settings()
 
 
 class AppliedState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -323,6 +323,16 @@ def not_applied(read_back: VfInfo, request: VfSettings) -> tuple[VfAttr, ...]:
     )
 
 
+def show_value(value: object) -> str:
+    """An attribute value as `ip link` prints it: labels for enums, on/off for booleans."""
+    label = getattr(value, "label", None)
+    if isinstance(label, str):
+        return label
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
 __all__ = [
     "ATTR_FIELDS",
     "DEFAULT_SETTINGS",
@@ -340,4 +350,5 @@ __all__ = [
     "diff",
     "normalize_mac",
     "not_applied",
+    "show_value",
 ]

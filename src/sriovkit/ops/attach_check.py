@@ -15,7 +15,7 @@ from sriovkit.errors import HostError, NotFound, SriovkitError
 from sriovkit.model.attachment import AttachmentRecord
 from sriovkit.model.cni import CniEnv, NetConf
 from sriovkit.model.cni_result import parse_result
-from sriovkit.model.vf import ATTR_FIELDS, not_applied
+from sriovkit.model.vf import ATTR_FIELDS, not_applied, show_value
 from sriovkit.ops.attach_vf import in_pod_is_ours
 from sriovkit.ops.restore import AttachContext, ipam_conf, ipam_env_of
 from sriovkit.ops.vfconfig import read_vf
@@ -62,18 +62,11 @@ def verify(ctx: AttachContext, record: AttachmentRecord) -> None:
             for name in ATTR_FIELDS[attr]:
                 want, got = getattr(wanted, name), getattr(current, name)
                 if want is not None and got != want:
-                    problems.append(f"PF-side {name} is {_show(got)}, applied {_show(want)}")
+                    problems.append(
+                        f"PF-side {name} is {show_value(got)}, applied {show_value(want)}"
+                    )
     if problems:
         raise CheckFailed(f"{where} on {record.pf}: {'; '.join(problems)}")
-
-
-def _show(value: object) -> str:
-    label = getattr(value, "label", None)
-    if isinstance(label, str):
-        return label
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
 
 
 def check(ctx: AttachContext, env: CniEnv, conf: NetConf, raw_conf: Mapping[str, Any]) -> None:

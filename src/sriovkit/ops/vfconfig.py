@@ -24,6 +24,7 @@ from sriovkit.model.vf import (
     VfSettings,
     diff,
     not_applied,
+    show_value,
 )
 
 
@@ -115,7 +116,7 @@ def _fail(
             f"failed to set VF {index} {name} on {pf}: {why} ({who}; {left})", errno=code
         ) from cause
     assert refused is not None  # only called without a cause when something did not take
-    shown = ", ".join(f"{f} {_show(getattr(now, f))}" for f in ATTR_FIELDS[refused])
+    shown = ", ".join(f"{f} {show_value(getattr(now, f))}" for f in ATTR_FIELDS[refused])
     raise HostError(
         f"failed to set VF {index} {name} on {pf}: the driver accepted the request but "
         f"reports {shown} ({left})",
@@ -146,15 +147,6 @@ def _restore(netlink: Netlink, pf: str, index: int, now: VfInfo, before: VfInfo)
         except HostError as exc:
             errors.append(f"{attr.value}: {exc}")
     return "; ".join(errors) or None
-
-
-def _show(value: object) -> str:
-    label = getattr(value, "label", None)
-    if isinstance(label, str):
-        return label
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
 
 
 __all__ = ["VfChange", "apply_vf", "read_vf", "reset_vf"]
