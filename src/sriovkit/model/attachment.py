@@ -188,17 +188,37 @@ def _check_pci(text: str, field: str) -> None:
         raise InvalidInput(field, f"{text!r} is not a canonical PCI address like 0000:3b:02.1")
 
 
-class AttachmentRecord(msgspec.Struct, frozen=True, kw_only=True):
+class _VfHold(msgspec.Struct, frozen=True, kw_only=True):
+    """What both record kinds share: which attachment holds which VF, validated on decode."""
+
+    schema: int = SCHEMA
+    container_id: str
+    ifname: str
+    device_id: str
+
+    def __post_init__(self) -> None:
+        check_container_id(self.container_id, "record container_id")
+        check_ifname(self.ifname, "record ifname")
+        _check_pci(self.device_id, "record device_id")
+
+    @property
+    def key(self) -> AttachmentKey:
+        """The (container id, ifname) attachment."""
+        return AttachmentKey(self.container_id, self.ifname)
+
+    @property
+    def pci(self) -> PciAddress:
+        """The VF's PCI address."""
+        return PciAddress.parse(self.device_id)
+
+
+class AttachmentRecord(_VfHold, frozen=True, kw_only=True):
     """One (container id, ifname) attachment: the VF, the pod netns, applied and original state.
 
     `result` is the CNI result ADD returned (1.1.0 JSON), kept for CHECK and for GC's logs.
     """
 
-    schema: int = SCHEMA
-    container_id: str
-    ifname: str
     network: str
-    device_id: str
     pf: str | None = None
     vf_index: int | None = None
     netns: str
@@ -207,46 +227,12 @@ class AttachmentRecord(msgspec.Struct, frozen=True, kw_only=True):
     result: dict[str, object] | None = None
     created: float = msgspec.field(default_factory=time.time)
 
-    def __post_init__(self) -> None:
-        check_container_id(self.container_id, "record container_id")
-        check_ifname(self.ifname, "record ifname")
-        _check_pci(self.device_id, "record device_id")
 
-    @property
-    def key(self) -> AttachmentKey:
-        """The (container id, ifname) this record is stored under."""
-        return AttachmentKey(self.container_id, self.ifname)
-
-    @property
-    def pci(self) -> PciAddress:
-        """The VF's PCI address."""
-        return PciAddress.parse(self.device_id)
-
-
-class AllocationRecord(msgspec.Struct, frozen=True, kw_only=True):
+class AllocationRecord(_VfHold, frozen=True, kw_only=True):
     """Which attachment holds a VF; one per VF PCI address, so a VF is never given out twice."""
 
-    schema: int = SCHEMA
-    device_id: str
-    container_id: str
-    ifname: str
     network: str = ""
     created: float = msgspec.field(default_factory=time.time)
-
-    def __post_init__(self) -> None:
-        check_container_id(self.container_id, "record container_id")
-        check_ifname(self.ifname, "record ifname")
-        _check_pci(self.device_id, "record device_id")
-
-    @property
-    def key(self) -> AttachmentKey:
-        """The attachment holding the VF."""
-        return AttachmentKey(self.container_id, self.ifname)
-
-    @property
-    def pci(self) -> PciAddress:
-        """The VF's PCI address."""
-        return PciAddress.parse(self.device_id)
 
 
 __all__ = [
