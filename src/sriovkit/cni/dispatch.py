@@ -16,13 +16,16 @@ ahead with `conf=None` rather than leave a VF stranded in a dead pod.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from sriovkit.cni.log import log_invocation
 from sriovkit.errors import InvalidInput, SriovkitError
 from sriovkit.host.ipam import Ipam
 from sriovkit.host.state import StateStore, default_state_dir
@@ -167,15 +170,19 @@ def execute(
     `env` holds the CNI_* variables (and SRIOVKIT_ROOT / SRIOVKIT_STATE_DIR); `stdin` is the
     network config. Only SystemExit and KeyboardInterrupt escape (the process is ending).
     """
+    start = time.monotonic()
     try:
-        return 0, _run(env, stdin, ctx_factory)
+        answer = 0, _run(env, stdin, ctx_factory)
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:  # the boundary: a runtime gets JSON, not a traceback
         try:
-            return ERROR_EXIT, _dump(error_from(exc, _sniff_version(stdin)))
+            answer = ERROR_EXIT, _dump(error_from(exc, _sniff_version(stdin)))
         except Exception:  # e.g. an exception whose __str__ fails
-            return ERROR_EXIT, _dump(error_from(RuntimeError(type(exc).__name__)))
+            answer = ERROR_EXIT, _dump(error_from(RuntimeError(type(exc).__name__)))
+    with contextlib.suppress(Exception):  # logging must never change the answer
+        log_invocation(_raw_conf(stdin), env, *answer, time.monotonic() - start)
+    return answer
 
 
 __all__ = [
