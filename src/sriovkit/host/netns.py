@@ -23,6 +23,8 @@ HOST_NETNS = Path("/proc/self/ns/net")
 
 _CLONE_NEWNET = 0x40000000
 _ETH_P_ARP = 0x0806
+_ETH_P_IPV6 = 0x86DD
+_IPPROTO_ICMPV6 = 58
 _BROADCAST = b"\xff" * 6
 
 
@@ -114,14 +116,44 @@ def garp_frame(mac: str, address: str) -> bytes:
     return header + arp
 
 
-def announce_ipv4(netns: Path, ifname: str, mac: str, addresses: Iterable[str]) -> int:
-    """Send one gratuitous ARP per IPv4 address from `ifname` inside `netns`; returns the count.
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return int(~total & 0xFFFF)
+
+
+def na_frame(mac: str, address: str) -> bytes:
+    """An unsolicited Neighbour Advertisement of `address` at `mac` to all nodes (RFC 4861 7.2.6).
+
+    Override flag set so neighbours replace a cached entry (the VF's MAC is new to them);
+    Solicited flag clear; the target link-layer address option carries the MAC.
+    """
+    hw = _mac_bytes(mac)
+    src = ipaddress.IPv6Address(address).packed
+    dst = ipaddress.IPv6Address("ff02::1").packed
+    body = struct.pack("!I", 0x2000_0000) + src + struct.pack("!BB", 2, 1) + hw
+    pseudo = src + dst + struct.pack("!I3xB", 4 + len(body), _IPPROTO_ICMPV6)
+    csum = _checksum(pseudo + struct.pack("!BBH", 136, 0, 0) + body)
+    icmp = struct.pack("!BBH", 136, 0, csum) + body
+    ip6 = struct.pack("!IHBB", 6 << 28, len(icmp), _IPPROTO_ICMPV6, 255) + src + dst
+    eth = b"\x33\x33\x00\x00\x00\x01" + hw + struct.pack("!H", _ETH_P_IPV6)
+    return eth + ip6 + icmp
+
+
+def announce(netns: Path, ifname: str, mac: str, addresses: Iterable[str]) -> int:
+    """Send a gratuitous ARP per IPv4 and an unsolicited NA per IPv6 address; returns the count.
 
     Neighbours (and the switch behind a real VF) learn the pod's new MAC at once instead of
     after their ARP entries expire. Raises HostError when the socket cannot be opened or a
     frame cannot be sent (e.g. the link has no carrier yet).
     """
-    frames = [garp_frame(mac, a) for a in addresses if ipaddress.ip_address(a).version == 4]
+    frames = [
+        garp_frame(mac, a) if ipaddress.ip_address(a).version == 4 else na_frame(mac, a)
+        for a in addresses
+    ]
     if not frames:
         return 0
     box: dict[str, OSError] = {}
@@ -154,16 +186,17 @@ def announce_ipv4(netns: Path, ifname: str, mac: str, addresses: Iterable[str]) 
     if "error" in box:
         code = box["error"].errno or errno_mod.EIO
         raise HostError(
-            f"cannot send gratuitous ARP on {ifname} in {netns}: {os.strerror(code)}", code
+            f"cannot announce {ifname}'s addresses in {netns}: {os.strerror(code)}", code
         )
     return len(frames)
 
 
 __all__ = [
     "HOST_NETNS",
-    "announce_ipv4",
+    "announce",
     "enter_netns",
     "garp_frame",
+    "na_frame",
     "netns_alive",
     "socket_in_netns",
 ]

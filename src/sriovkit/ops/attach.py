@@ -29,7 +29,7 @@ from typing import Any
 from sriovkit.errors import Busy, HostError, InvalidInput, SriovkitError
 from sriovkit.host.ipam import ipam_type
 from sriovkit.host.netlink import Netlink
-from sriovkit.host.netns import announce_ipv4
+from sriovkit.host.netns import announce
 from sriovkit.host.state import StateStore
 from sriovkit.model.attachment import (
     AllocationRecord,
@@ -364,7 +364,7 @@ def _announce(netns: Path, ifname: str, result: CniResult) -> None:
     # Best effort, like every CNI plugin's ARP announcement: a pod without carrier yet still
     # gets its network; neighbours then learn its MAC from its first packet.
     with contextlib.suppress(HostError):
-        announce_ipv4(netns, ifname, mac, addrs)
+        announce(netns, ifname, mac, addrs)
 
 
 __all__ = [
