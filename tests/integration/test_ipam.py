@@ -213,3 +213,31 @@ def test_a_1_1_0_config_reaches_a_plugin_that_knows_only_1_0_0(ipam: Ipam) -> No
     with pytest.raises(IpamError) as err:  # other versions are not second-guessed
         ipam.add({**conf, "cniVersion": "9.9.9"}, env("c12"))
     assert err.value.code == 1
+
+
+def test_gc_reaches_the_plugin_and_a_plugin_without_gc_is_not_an_error(tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    script(
+        tmp_path,
+        "gcaware",
+        'if [ "$CNI_COMMAND" = VERSION ]; then\n'
+        '  echo \'{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}\'; exit 0\nfi\n'
+        f'echo "$CNI_COMMAND" >> {seen}; cat >> {seen}\n',
+    )
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "n",
+        "type": "sriov",
+        "ipam": {"type": "gcaware"},
+        "cni.dev/valid-attachments": [{"containerID": "c1", "ifname": "net1"}],
+    }
+    assert Ipam([tmp_path]).gc(conf, {}) is True
+    lines = seen.read_text().splitlines()
+    assert lines[0] == "GC" and json.loads(lines[1])["cni.dev/valid-attachments"]
+    # Debian 12's host-local predates GC: it refuses 1.1.0 (code 1), which is not a failure
+    real = Ipam([Path("/usr/lib/cni")])
+    version = subprocess.run(["/usr/lib/cni/host-local"], env={"CNI_COMMAND": "VERSION"},
+                             input=b"{}", capture_output=True, check=False)  # fmt: skip
+    if b'"1.1.0"' not in version.stdout:
+        local = {**conf, "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}}
+        assert real.gc(local, {}) is False

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sriovkit.errors import HostError, InvalidInput, NotFound, Timeout
+from sriovkit.errors import HostError, InvalidInput, NotFound, SriovkitError, Timeout
 from sriovkit.model.cni import check_plugin_name
 
 # A plugin type is a file name in CNI_PATH, never a path: `../x` or `/usr/bin/x` would let a
@@ -85,6 +85,28 @@ class Ipam:
     def check(self, netconf: Mapping[str, Any], env: Mapping[str, str]) -> None:
         """CNI CHECK: the plugin verifies its allocation (needs `prevResult` in the config)."""
         self._exec("CHECK", netconf, env)
+
+    def gc(self, netconf: Mapping[str, Any], env: Mapping[str, str]) -> bool:
+        """CNI GC (spec 1.1.0): the plugin drops what `cni.dev/valid-attachments` omits.
+
+        Returns False, sending nothing, when the plugin's VERSION answer lacks 1.1.0: a plugin
+        that predates GC has nothing to collect and answers GC with assorted errors.
+        """
+        if "1.1.0" not in self.supported_versions(ipam_type(netconf)):
+            return False
+        self._exec_once("GC", netconf, env)
+        return True
+
+    def supported_versions(self, kind: str) -> tuple[str, ...]:
+        """The spec versions plugin `kind` says it speaks (CNI VERSION); () if it will not say."""
+        try:
+            answer = self._exec_once("VERSION", {"cniVersion": "1.0.0", "ipam": {"type": kind}}, {})
+        except SriovkitError:
+            return ()
+        versions = (answer or {}).get("supportedVersions")
+        if not isinstance(versions, list):
+            return ()
+        return tuple(v for v in versions if isinstance(v, str))
 
     def _env(self, command: str, env: Mapping[str, str]) -> dict[str, str]:
         clean = {k: str(v) for k, v in env.items() if k.startswith("CNI_")}

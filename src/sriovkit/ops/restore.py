@@ -228,6 +228,14 @@ def gc(ctx: AttachContext, conf: NetConf, raw_conf: Mapping[str, Any]) -> None:
             holder = store.read_attachment(alloc.key)
             if holder is None or holder.device_id != alloc.device_id:
                 store.delete_allocation(alloc.pci)  # an ADD died before its attachment record
+    ipam = ipam_conf(raw_conf)
+    if conf.ipam is not None and ipam is not None:
+        # The spec asks a delegating plugin to pass GC on, so the IPAM plugin can drop leases
+        # nobody recorded (an ADD killed between its IPAM call and its record, say).
+        try:
+            ctx.ipam.gc(ipam, {})  # GC carries no container: CNI_COMMAND and CNI_PATH only
+        except SriovkitError as exc:
+            errors.append(f"IPAM GC: {exc}")
     if errors:
         raise HostError(f"GC of network {conf.name} left {len(errors)}: {'; '.join(errors)}")
 
