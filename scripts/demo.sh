@@ -52,7 +52,7 @@ trap cleanup EXIT
 echo; echo "# a veth-mode host: the VF netdevs are real veth ends, the PF side is simulated"
 sk sim veth "$vhost" --vfs 2 --prefix demo
 ip netns add "$pod"
-sk install-cni --bin-dir "$work/bin" --socket "$work/agent.sock"
+sk --root "$vhost" install-cni --bin-dir "$work/bin" --socket "$work/agent.sock" --state-dir "$work/state"
 echo; echo "\$ sriovkit --root $vhost agent --socket $work/agent.sock --state-dir $work/state &"
 .venv/bin/sriovkit --root "$vhost" agent --socket "$work/agent.sock" --state-dir "$work/state" &
 agent_pid=$!

@@ -27,6 +27,7 @@ from sriovkit.cni import shim
 from sriovkit.cni.dispatch import execute
 from sriovkit.cni.install import install_shim, render_shim
 from sriovkit.errors import Busy, HostError
+from sriovkit.host.state import default_state_dir
 from sriovkit.ops.attach import AttachContext
 
 # --- dispatch.execute --------------------------------------------------------------------------
@@ -253,7 +254,8 @@ def test_install_is_atomic_idempotent_and_executable(tmp_path: Path) -> None:
     assert b"SOCKET = '/run/x/agent.sock'\n" in first
     assert install_shim(tmp_path / "bin", "sriov", sock) == (target, False)
     assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["sriov"]  # no temp left
-    assert render_shim(sock) == first
+    baked = {"SRIOVKIT_STATE_DIR": str(default_state_dir(os.environ))}
+    assert render_shim(sock, settings=baked) == first
 
 
 def _imports(argv: list[str], env: dict[str, str], stdin: bytes = b"") -> set[str]:
@@ -276,3 +278,28 @@ def test_shim_imports_only_built_in_modules(tmp_path: Path, sock_dir: Path) -> N
         )
     extra = used - baseline
     assert extra <= {"_socket", "time"}, extra  # C modules; no json, re, enum or sriovkit
+
+
+def test_state_dir_and_root_are_baked_in_and_used_by_the_fallback(tmp_path: Path) -> None:
+    state, root = tmp_path / "state", tmp_path / "root"
+    target, _ = install_shim(
+        tmp_path / "bin", "sriov", Path("/nonexistent/agent.sock"), state_dir=state, root=root
+    )
+    text = target.read_text()
+    assert f"b'SRIOVKIT_STATE_DIR': b'{state}'" in text and f"b'SRIOVKIT_ROOT': b'{root}'" in text
+    # No agent: the in-process fallback must work in the baked state dir, not /var/lib/sriovkit.
+    conf = json.dumps({"cniVersion": "1.1.0", "name": "n", "type": "sriov"}).encode()
+    proc = subprocess.run(
+        [str(target)], input=conf, env={"CNI_COMMAND": "STATUS", "CNI_PATH": "/usr/lib/cni"},
+        capture_output=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+    assert state.is_dir(), "STATUS ran against the baked state directory"
+    # A runtime (or test) that names a state dir itself still wins.
+    other = tmp_path / "other"
+    proc = subprocess.run(
+        [str(target)], input=conf, capture_output=True, check=False, timeout=60,
+        env={"CNI_COMMAND": "STATUS", "CNI_PATH": "/usr/lib/cni",
+             "SRIOVKIT_STATE_DIR": str(other)},
+    )  # fmt: skip
+    assert proc.returncode == 0 and other.is_dir()

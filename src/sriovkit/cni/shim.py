@@ -26,6 +26,9 @@ import time
 
 SOCKET = "/run/sriovkit/agent.sock"
 SITE: tuple[str, ...] = ()
+# SRIOVKIT_STATE_DIR / SRIOVKIT_ROOT fixed at install time and sent with every request, so the
+# agent and the in-process fallback always use one state directory and one set of VF locks.
+SETTINGS: dict[bytes, bytes] = {}
 TIMEOUT = 120.0  # seconds for one agent round trip: lock wait 30 s + IPAM 10 s + slack
 CONNECT_TIMEOUT = 5.0  # seconds to get past a full listen backlog
 
@@ -160,6 +163,8 @@ def in_process(env: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes]:
 
 def run(env: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes]:
     """The plugin: through the agent when it answers, in-process otherwise."""
+    for key, value in SETTINGS.items():
+        env.setdefault(key, value)
     path = _setting(env, b"SRIOVKIT_AGENT_SOCKET", SOCKET)
     command = env.get(b"CNI_COMMAND", b"")
     if _setting(env, b"SRIOVKIT_AGENT", "") == "off":

@@ -61,11 +61,26 @@ def agent(env: CliEnv, socket_path: Path | None, state_dir: Path | None, verbose
 )
 @click.option("--name", default="sriov", show_default=True, help="The plugin's file name.")
 @click.option("--socket", "socket_path", type=click.Path(path_type=Path), help=_SOCKET_HELP)
-def install_cni(bin_dir: Path, name: str, socket_path: Path | None) -> None:
-    """Write the `sriov` CNI plugin (a shim that forwards to the agent) into BIN_DIR."""
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory the plugin uses, through the agent or not "
+    "[/var/lib/sriovkit or $SRIOVKIT_STATE_DIR].",
+)
+@click.pass_obj
+def install_cni(
+    env: CliEnv, bin_dir: Path, name: str, socket_path: Path | None, state_dir: Path | None
+) -> None:
+    """Write the `sriov` CNI plugin (a shim that forwards to the agent) into BIN_DIR.
+
+    The state directory and `--root` are baked in: requests carry them, so the agent and the
+    in-process fallback can never use different records or locks.
+    """
     from sriovkit.cni.install import install_shim  # noqa: PLC0415
 
-    target, changed = install_shim(bin_dir, name, socket_path or _socket_default())
+    target, changed = install_shim(
+        bin_dir, name, socket_path or _socket_default(), state_dir=state_dir, root=env.root
+    )
     click.echo(f"{'installed' if changed else 'unchanged'}: {target}")
 
 
