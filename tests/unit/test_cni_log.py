@@ -24,15 +24,41 @@ def _conf(log: Path, **extra: object) -> dict[str, object]:
             "logFile": str(log), **extra}  # fmt: skip
 
 
-def test_a_refused_add_is_logged_as_error_and_stdout_is_only_the_error(tmp_path: Path) -> None:
+def test_a_failed_add_is_logged_as_error_and_stdout_is_only_the_error(tmp_path: Path) -> None:
     log = tmp_path / "sriov.log"
-    code, out = execute(ENV, json.dumps(_conf(log, vlan=5000)).encode())
-    assert code == 1 and json.loads(out)["code"] == 7
+    env = {**ENV, "SRIOVKIT_ROOT": str(tmp_path / "empty-host"),
+           "SRIOVKIT_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    (tmp_path / "empty-host").mkdir()
+    code, out = execute(env, json.dumps(_conf(log)).encode())
+    assert code == 1 and "0000:3b:10.0" in json.loads(out)["msg"]
     (line,) = log.read_text().splitlines()
     entry = json.loads(line)
     assert entry["level"] == "error" and entry["command"] == "ADD"
-    assert "vlan" in entry["error"] and entry["deviceID"] == "0000:3b:10.0"
+    assert "0000:3b:10.0" in entry["error"] and entry["deviceID"] == "0000:3b:10.0"
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def test_a_rejected_config_writes_no_log_anywhere(tmp_path: Path) -> None:
+    log = tmp_path / "never.log"
+    code, out = execute(ENV, json.dumps(_conf(log, vlan=5000)).encode())
+    assert code == 1 and json.loads(out)["code"] == 7
+    assert not log.exists(), "a config that failed validation must not choose files to write"
+
+
+def test_deeply_nested_config_is_a_decode_error(tmp_path: Path) -> None:
+    nested = b"[" * 100000 + b"]" * 100000
+    code, out = execute(ENV, b'{"cniVersion": "1.0.0", "x": ' + nested + b"}")
+    assert code == 1 and json.loads(out)["code"] == 6
+
+
+def test_device_info_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "info.fifo"
+    os.mkfifo(fifo)
+    conf = {"cniVersion": "1.0.0", "name": "n", "type": "sriov",
+            "runtimeConfig": {"CNIDeviceInfoFile": str(fifo)}}  # fmt: skip
+    code, out = execute(ENV, json.dumps(conf).encode())
+    err = json.loads(out)
+    assert code == 1 and err["code"] == 7 and "regular file" in err["msg"]
 
 
 def test_levels_filter_and_debug_adds_the_config(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -107,8 +108,11 @@ def read_device_info(conf: NetConf, *, required: bool) -> NetConf:
     try:
         if not path.startswith("/") or "\0" in path:
             raise InvalidInput(field, f"{path!r} is not an absolute path")
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        # O_NONBLOCK: a FIFO (or device) named here must not park an agent thread forever.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidInput(field, f"{path} is not a regular file")
             data = os.read(fd, _DEVICE_INFO_MAX + 1)
         finally:
             os.close(fd)
@@ -181,8 +185,17 @@ def execute(
         except Exception:  # e.g. an exception whose __str__ fails
             answer = ERROR_EXIT, _dump(error_from(RuntimeError(type(exc).__name__)))
     with contextlib.suppress(Exception):  # logging must never change the answer
-        log_invocation(_raw_conf(stdin), env, *answer, time.monotonic() - start)
+        log_invocation(_logged_conf(stdin), env, *answer, time.monotonic() - start)
     return answer
+
+
+def _logged_conf(stdin: bytes) -> dict[str, Any] | None:
+    """The config to log for, only if it validates: a rejected config names no file to write."""
+    try:
+        parse_netconf(stdin)
+    except SriovkitError:
+        return None
+    return _raw_conf(stdin)
 
 
 __all__ = [

@@ -205,6 +205,9 @@ def _decode(data: bytes) -> _RawConf:
         raise DecodeFailure(f"failed to decode network config: {exc}") from None
     except msgspec.DecodeError as exc:
         raise DecodeFailure(f"failed to decode network config: {exc}") from None
+    except RecursionError:
+        # Thousands of nested arrays exhaust the decoder's stack: malformed input, code 6.
+        raise DecodeFailure("failed to decode network config: nested too deeply") from None
     version = head.cniVersion
     if version is None:
         raise IncompatibleVersion(
@@ -216,6 +219,8 @@ def _decode(data: bytes) -> _RawConf:
     version_tuple(version)  # raises IncompatibleVersion (code 1)
     try:
         return msgspec.json.decode(data, type=_RawConf)
+    except RecursionError:
+        raise DecodeFailure("failed to decode network config: nested too deeply") from None
     except msgspec.ValidationError as exc:
         reason, _, path = str(exc).partition(" - at `$.")
         missing = _MISSING.fullmatch(reason)
