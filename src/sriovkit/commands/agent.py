@@ -69,7 +69,11 @@ def agent(env: CliEnv, socket_path: Path | None, state_dir: Path | None, verbose
 )
 @click.pass_obj
 def install_cni(
-    env: CliEnv, bin_dir: Path, name: str, socket_path: Path | None, state_dir: Path | None
+    env: CliEnv | None,
+    bin_dir: Path,
+    name: str,
+    socket_path: Path | None,
+    state_dir: Path | None,
 ) -> None:
     """Write the `sriov` CNI plugin (a shim that forwards to the agent) into BIN_DIR.
 
@@ -78,8 +82,9 @@ def install_cni(
     """
     from sriovkit.cni.install import install_shim  # noqa: PLC0415
 
+    root = env.root if env is not None else None  # None: invoked outside the `sriovkit` group
     target, changed = install_shim(
-        bin_dir, name, socket_path or _socket_default(), state_dir=state_dir, root=env.root
+        bin_dir, name, socket_path or _socket_default(), state_dir=state_dir, root=root
     )
     click.echo(f"{'installed' if changed else 'unchanged'}: {target}")
 
