@@ -3,8 +3,11 @@ netlink (fake namespaces are plain names, so `netns_alive` is a file-existence s
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +241,147 @@ def test_add_needs_a_device_and_a_netns(host: Host) -> None:
     with pytest.raises(NotFound, match=r"VF 0000:77:00\.0 not found"):
         attach.add(host.ctx, env, conf, raw)
     assert host.store.attachment_keys() == []
+
+
+# --- reviewed defects ----------------------------------------------------------------------
+
+
+class FailingIpam(Ipam):
+    """An IPAM plugin that is found but whose ADD and DEL both fail."""
+
+    def find(self, kind: str) -> Path:
+        return Path("/usr/lib/cni") / kind
+
+    def add(self, netconf: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+        raise HostError("IPAM plugin host-local failed: range exhausted")
+
+    def delete(self, netconf: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        raise HostError("IPAM plugin host-local failed: store locked")
+
+
+def test_failed_ipam_release_on_rollback_does_not_keep_the_vf(host: Host) -> None:
+    target = resolve_vf(host.sysfs, host.vf)
+    assert target.netdev is not None
+    ctx = dataclasses.replace(host.ctx, ipam=FailingIpam([]))
+    env = host.env("ADD", "c1", host.pod("p1"))
+    conf, raw = host.conf(env, vlan=12, mtu=1300, ipam={"type": "host-local"})
+    with pytest.raises(HostError) as err:
+        attach.add(ctx, env, conf, raw)
+    msg = str(err.value)
+    assert "range exhausted" in msg and "store locked" in msg
+    assert "was given back" in msg and "keeps its record" not in msg
+    assert host.netlink.link(target.netdev).mtu == 1500
+    assert read_vf(host.netlink, target.pf, 0).vlan == 0
+    assert host.store.attachment_keys() == []
+    assert list(host.store.allocations()) == []
+
+
+def _vf_netdev_entry(host: Host) -> Path:
+    target = resolve_vf(host.sysfs, host.vf)
+    assert target.netdev is not None
+    return host.root / "host" / "sys" / "class" / "net" / target.netdev
+
+
+def test_del_of_a_vf_not_yet_back_from_a_deleted_netns_is_busy(host: Host) -> None:
+    target = resolve_vf(host.sysfs, host.vf)
+    assert target.netdev is not None
+    before = host.netlink.link(target.netdev)
+    pod = host.pod("p1")
+    env = host.env("ADD", "c1", pod)
+    conf, raw = host.conf(env, vlan=21, mtu=1400)
+    attach.add(host.ctx, env, conf, raw)
+    # The pod netns is deleted; the kernel's asynchronous cleanup has not returned the netdev
+    # yet: the VF is bound to igbvf but the host netns has no netdev for it.
+    pod.unlink()
+    entry = _vf_netdev_entry(host)
+    aside = host.root / "netdev-aside"
+    entry.rename(aside)
+    with pytest.raises(Busy, match="has not come back from the deleted netns") as err:
+        attach.delete(host.ctx, host.env("DEL", "c1", pod), conf, raw)
+    assert err.value.cni_code == 11 and str(host.vf) in str(err.value)
+    assert host.store.attachment_keys() == [AttachmentKey("c1", "net1")]
+    assert [a.container_id for a in host.store.allocations()] == ["c1"]
+    # The netdev comes back as the kernel returns it: under the pod's name, with its MTU.
+    aside.rename(entry)
+    host.netlink.set_link(target.netdev, new_name="net1", mtu=1400)
+    attach.delete(host.ctx, host.env("DEL", "c1", pod), conf, raw)
+    back = host.netlink.link(target.netdev)
+    assert (back.name, back.mac, back.mtu) == (before.name, before.mac, before.mtu)
+    assert read_vf(host.netlink, target.pf, 0).vlan == 0
+    assert host.store.attachment_keys() == []
+    assert list(host.store.allocations()) == []
+
+
+def test_gc_does_not_drop_an_allocation_handed_out_while_it_waited(host: Host) -> None:
+    host.sysfs.load_module("vfio-pci")
+    vf_ops.bind_driver(host.sysfs, host.vf, "vfio-pci")  # DPDK VF: allocations only
+    store = host.store
+    pod1, pod2, pod3 = host.pod("p1"), host.pod("p2"), host.pod("p3")
+    e1 = host.env("ADD", "k1", pod1)
+    c1, r1 = host.conf(e1, vlan=10)
+    attach.add(host.ctx, e1, c1, r1)
+    real_lock = store.lock_vf
+    raced: list[str] = []
+
+    @contextlib.contextmanager
+    def lock_vf(pci: object, timeout: float | None = None) -> Iterator[None]:
+        # GC listed k1's allocation and waits for the lock; meanwhile DEL k1 and ADD k2 run.
+        if not raced:
+            raced.append("k2")
+            attach.delete(host.ctx, host.env("DEL", "k1", pod1), c1, r1)
+            e2 = host.env("ADD", "k2", pod2)
+            c2, r2 = host.conf(e2, vlan=20)
+            attach.add(host.ctx, e2, c2, r2)
+        with real_lock(pci, timeout):  # type: ignore[arg-type]
+            yield
+
+    gc_env = CniEnv.from_env({"CNI_COMMAND": "GC", "CNI_PATH": "/x"})
+    gc_conf, gc_raw = host.conf(
+        gc_env, **{"cni.dev/valid-attachments": [{"containerID": "k2", "ifname": "net1"}]}
+    )
+    original_attachments = store.attachments
+    store.attachments = lambda: iter(())  # type: ignore[method-assign]  # listed before k2
+    store.lock_vf = lock_vf  # type: ignore[method-assign]
+    try:
+        attach.gc(host.ctx, gc_conf, gc_raw)
+    finally:
+        store.attachments = original_attachments  # type: ignore[method-assign]
+        store.lock_vf = real_lock  # type: ignore[method-assign]
+    assert raced == ["k2"]
+    alloc = store.read_allocation(host.vf)
+    assert alloc is not None and alloc.container_id == "k2"
+    e3 = host.env("ADD", "k3", pod3)
+    c3, r3 = host.conf(e3, vlan=30)
+    with pytest.raises(Busy, match="container k2"):
+        attach.add(host.ctx, e3, c3, r3)
+    assert read_vf(host.netlink, host.pf.netdev or "", 0).vlan == 20
+
+
+class PodUnreachableOnce(FakeNetlink):
+    """The move succeeds, then entering the pod netns fails once."""
+
+    failed = False
+
+    def in_netns(self, netns: Path) -> FakeNetlink:
+        if not PodUnreachableOnce.failed:
+            PodUnreachableOnce.failed = True
+            raise HostError(f"cannot enter netns {netns}: Too many open files", errno.EMFILE)
+        return super().in_netns(netns)
+
+
+def test_pod_unreachable_after_the_move_gives_the_vf_back(host: Host) -> None:
+    target = resolve_vf(host.sysfs, host.vf)
+    assert target.netdev is not None
+    before = host.netlink.link(target.netdev)
+    ctx = dataclasses.replace(host.ctx, netlink=PodUnreachableOnce(host.root / "host"))
+    pod = host.pod("p1")
+    env = host.env("ADD", "c1", pod)
+    conf, raw = host.conf(env, mtu=1400)
+    with pytest.raises(HostError, match="Too many open files"):
+        attach.add(ctx, env, conf, raw)
+    with pytest.raises(NotFound):
+        host.netlink.in_netns(pod).link("net1")
+    back = host.netlink.link(target.netdev)
+    assert (back.name, back.mtu, back.up) == (before.name, before.mtu, before.up)
+    assert host.store.attachment_keys() == []
+    assert list(host.store.allocations()) == []

@@ -51,10 +51,10 @@ from sriovkit.model.pci import PciAddress
 from sriovkit.ops.attach_check import check, verify
 from sriovkit.ops.attach_vf import (
     VfTarget,
-    move_home,
     require_netdev,
     resolve_vf,
     restore_pf_side,
+    undo_move,
 )
 from sriovkit.ops.restore import (
     AttachContext,
@@ -187,7 +187,7 @@ def _attach(
                     network=conf.name,
                 )
             )
-            undo("forgetting the attachment", rollback.forget, store, key, vf.pci)
+            rollback.stack.callback(rollback.forget, store, key, vf.pci)
             store.write_attachment(record)
             _step(ctx, "recorded")
             if not conf.settings.empty:
@@ -196,9 +196,12 @@ def _attach(
             _step(ctx, "vf-configured")
             pod: Netlink | None = None
             if not vf.dpdk:
+                # Registered before the move: the kernel moves and renames the netdev first
+                # and applies MTU/MAC/up after, so a refused MTU returns an error with the VF
+                # already in the pod; the undo finds it wherever it is.
+                undo("moving the VF back", undo_move, ctx.netlink, record, ctx.host_netns)
                 pod = _move_in(ctx, conf, record, netns)
                 stack.callback(pod.close)
-                undo("moving the VF back", _move_back, ctx, pod, record)
                 _step(ctx, "moved")
             ipam_result = CniResult()
             if conf.ipam is not None:
@@ -206,7 +209,9 @@ def _attach(
                 ctx.ipam.find(ipam_type(conf_for_ipam))  # a missing plugin allocated nothing
                 # Registered before the call: a plugin that fails half-way may hold an
                 # address, and IPAM DEL of nothing is a no-op.
-                undo("releasing IPAM", ipam_delete, ctx.ipam, conf_for_ipam, ipam_env)
+                undo(
+                    "releasing IPAM", ipam_delete, ctx.ipam, conf_for_ipam, ipam_env, vf=False
+                )
                 ipam_result = parse_result(ctx.ipam.add(conf_for_ipam, ipam_env), "IPAM result")
                 _step(ctx, "ipam")
             result = _result(ctx, conf, record, pod, ipam_result)
@@ -225,38 +230,54 @@ def _attach(
                 pod.close()
             return result
     except Exception as exc:
-        raise _failed(exc, rollback.failures, vf, key) from exc
+        raise _failed(exc, rollback, vf, key) from exc
 
 
 class _Rollback:
-    """Undo callbacks on an ExitStack that keep unwinding when one fails, and remember it."""
+    """Undo callbacks on an ExitStack that keep unwinding when one fails, and remember it.
+
+    `vf_failures` are undos of the VF itself (PF side, netdev): the VF was not given back.
+    `other_failures` (IPAM DEL) leave the VF returned: it must not stay allocated for them.
+    """
 
     def __init__(self, stack: ExitStack) -> None:
         self.stack = stack
-        self.failures: list[str] = []
+        self.vf_failures: list[str] = []
+        self.other_failures: list[str] = []
 
-    def undo(self, what: str, fn: Callable[..., object], *args: Any) -> None:
+    def undo(self, what: str, fn: Callable[..., object], *args: Any, vf: bool = True) -> None:
+        failures = self.vf_failures if vf else self.other_failures
+
         def run() -> None:
             try:
                 fn(*args)
             except Exception as exc:  # keep unwinding; report every undo that failed
-                self.failures.append(f"{what}: {exc}")
+                failures.append(f"{what}: {exc}")
 
         self.stack.callback(run)
 
     def forget(self, store: StateStore, key: AttachmentKey, pci: PciAddress) -> None:
-        if not self.failures:  # a VF not given back keeps its record, for DEL/GC to finish
+        if not self.vf_failures:  # a VF not given back keeps its record, for DEL/GC to finish
             store.delete_attachment(key)
             store.delete_allocation(pci)
 
 
-def _failed(exc: Exception, failures: list[str], vf: VfTarget, key: AttachmentKey) -> SriovkitError:
+def _failed(exc: Exception, rollback: _Rollback, vf: VfTarget, key: AttachmentKey) -> SriovkitError:
     err = _wrap(exc, f"ADD of VF {vf.pci} for {key} failed")
-    if failures:
+    errno = getattr(err, "errno", None)
+    if rollback.vf_failures:
+        failures = rollback.vf_failures + rollback.other_failures
         return HostError(
             f"{err}; undoing it failed too ({'; '.join(failures)}): VF {vf.pci} keeps its "
             "record so that DEL or GC can give it back",
-            getattr(err, "errno", None),
+            errno,
+        )
+    if rollback.other_failures:
+        return HostError(
+            f"{err}; VF {vf.pci} was given back, but undoing the rest failed "
+            f"({'; '.join(rollback.other_failures)}): its addresses may stay allocated "
+            "until the IPAM plugin's GC",
+            errno,
         )
     return err
 
@@ -302,17 +323,9 @@ def _move_in(ctx: AttachContext, conf: NetConf, record: AttachmentRecord, netns:
         for alt in pod.link(record.ifname).altnames:
             pod.del_altname(record.ifname, alt)
     except BaseException:
-        with contextlib.suppress(Exception):
-            _move_back(ctx, pod, record)
-        pod.close()
+        pod.close()  # the move-back undo registered before the move gives the VF back
         raise
     return pod
-
-
-def _move_back(ctx: AttachContext, pod: Netlink, record: AttachmentRecord) -> None:
-    # The admin MAC first: some drivers refuse the netdev MAC change while it differs.
-    restore_pf_side(ctx.netlink, record)
-    move_home(pod, record.ifname, record.original, False, ctx.host_netns)
 
 
 def _result(

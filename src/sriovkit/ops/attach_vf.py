@@ -124,6 +124,72 @@ def move_home(
     )
 
 
+def bring_home(
+    host: Netlink, pod: Netlink, record: AttachmentRecord, host_netns: Path
+) -> bool:
+    """Move the VF of `record` from `pod` back to the host as it was; False if it is not there.
+
+    The one way a VF leaves a pod, for DEL, GC and ADD's rollback alike: one message back
+    (name, MTU, MAC, the admin state captured before ADD), then the altnames ADD dropped.
+    """
+    try:
+        link = pod.link(record.ifname)
+    except NotFound:
+        return False
+    if not in_pod_is_ours(link, record.device_id):
+        return False
+    original = record.original
+    move_home(pod, record.ifname, original, original_up(original), host_netns)
+    restore_altnames(host, original)
+    return True
+
+
+def undo_move(netlink: Netlink, record: AttachmentRecord, host_netns: Path) -> None:
+    """ADD's undo of the netdev move: the VF is in the pod as `ifname`, or never left the host.
+
+    Registered before the move: the kernel moves and renames a netdev first and applies
+    MTU/MAC/up after, so a refused MTU fails the request with the VF already in the pod.
+    Raises when the VF is in neither place, so the rollback keeps the records for DEL/GC.
+    """
+    # The admin MAC first: some drivers refuse the netdev MAC change while it differs.
+    restore_pf_side(netlink, record)
+    try:
+        pod: Netlink | None = netlink.in_netns(Path(record.netns))
+    except HostError:
+        pod = None  # the pod netns went away: a real VF returns to the host by itself
+    if pod is not None:
+        try:
+            if bring_home(netlink, pod, record, host_netns):
+                return
+        finally:
+            pod.close()
+    # Not in the pod: the move was refused before it happened (the kernel checks the name and
+    # the netns first), so the VF is still in the host under its original name, untouched.
+    try:
+        netlink.link(record.original.name)
+    except NotFound:
+        raise HostError(
+            f"VF {record.device_id} is neither in netns {record.netns} as {record.ifname} "
+            f"nor in the host netns as {record.original.name}"
+        ) from None
+
+
+def on_its_way_back(sysfs: Sysfs, record: AttachmentRecord) -> bool:
+    """Whether the VF netdev of `record` is still in a dying netns, not yet back in the host.
+
+    The kernel returns a VF netdev from a deleted netns only once the netns cleanup ran, which
+    is asynchronous (seconds on a busy host). Until then sysfs shows the VF bound to its kernel
+    driver but with no netdev in the host netns. A userspace or no driver means no netdev
+    will ever come back; a netdev sysfs names but netlink does not know (the caller looked) is
+    the veth-mode stand-in destroyed with its netns: sysfs and netlink see the same netns on a
+    real host and cannot disagree that way.
+    """
+    driver = sysfs.link_base(record.pci, "driver")
+    if driver is None or driver in USERSPACE_DRIVERS:
+        return False
+    return not sysfs.netdev_map().get(record.pci)
+
+
 def original_up(original: VfOriginalState) -> bool:
     """The admin state to restore, as captured before ADD."""
     return original.up
@@ -187,13 +253,16 @@ def find_in_host(
 
 __all__ = [
     "VfTarget",
+    "bring_home",
     "find_in_host",
     "fix_in_host",
     "in_pod_is_ours",
     "is_our_vf",
     "move_home",
+    "on_its_way_back",
     "original_up",
     "require_netdev",
     "resolve_vf",
     "restore_pf_side",
+    "undo_move",
 ]

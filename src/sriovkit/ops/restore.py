@@ -5,7 +5,9 @@ restore a VF the same way, in the same order:
 
 1. PF-side attributes (admin MAC first, see `restore_pf_side`),
 2. the netdev: moved back from the pod netns in one message, or, when the pod netns is gone,
-   found in the host netns (a real VF comes back there on its own) and renamed back,
+   found in the host netns (a real VF comes back there on its own) and renamed back; a VF
+   still bound to its kernel driver with no netdev in the host yet is on its way back from the
+   dying netns: Busy (code 11), records kept, so a DEL retry or GC finishes it,
 3. IPAM DEL,
 4. only then the attachment record, then the allocation record.
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sriovkit.errors import HostError, InvalidInput, NotFound, SriovkitError
+from sriovkit.errors import Busy, HostError, InvalidInput, NotFound, SriovkitError
 from sriovkit.host.ipam import Ipam
 from sriovkit.host.netlink import Netlink
 from sriovkit.host.netns import HOST_NETNS, netns_alive
@@ -32,10 +34,10 @@ from sriovkit.model.attachment import AttachmentRecord
 from sriovkit.model.cni import NetConf
 from sriovkit.model.cni_env import CniEnv
 from sriovkit.ops.attach_vf import (
+    bring_home,
     find_in_host,
     fix_in_host,
-    in_pod_is_ours,
-    move_home,
+    on_its_way_back,
     original_up,
     restore_altnames,
     restore_pf_side,
@@ -109,31 +111,33 @@ def restore_vf(ctx: AttachContext, record: AttachmentRecord) -> None:
     original = record.original
     if not original.name:
         return  # DPDK mode: the VF never had a netdev to move
-    up = original_up(original)
     netns = Path(record.netns)
-    wait = ctx.return_timeout
-    if ctx.netns_alive(netns):
-        wait = 0.0  # the pod still exists: the VF is in it, or never left the host
+    gone = not ctx.netns_alive(netns)
+    if not gone:
+        # The pod still exists: the VF is in it, or never left the host.
         try:
             pod = ctx.netlink.in_netns(netns)
         except HostError:
-            pod = None  # deleted meanwhile: look in the host below
-            wait = ctx.return_timeout
-        if pod is not None:
+            gone = True  # deleted meanwhile: look in the host below
+        else:
             try:
-                with contextlib.suppress(NotFound):
-                    link = pod.link(record.ifname)
-                    if in_pod_is_ours(link, record.device_id):
-                        move_home(pod, record.ifname, original, up, ctx.host_netns)
-                        restore_altnames(ctx.netlink, original)
-                        return
+                if bring_home(ctx.netlink, pod, record, ctx.host_netns):
+                    return
             finally:
                 pod.close()
-    name = find_in_host(ctx.netlink, ctx.sysfs, record, wait)
+    name = find_in_host(ctx.netlink, ctx.sysfs, record, ctx.return_timeout if gone else 0.0)
     if name is not None:
-        fix_in_host(ctx.netlink, name, original, up)
+        fix_in_host(ctx.netlink, name, original, original_up(original))
         restore_altnames(ctx.netlink, original)
-    # else the link is gone (in veth mode deleting the netns destroyed the pair): per the
+        return
+    if gone and on_its_way_back(ctx.sysfs, record):
+        # The netns cleanup has not returned the netdev yet: forgetting the VF now would let
+        # the next ADD take the pod's name and settings for the VF's original ones.
+        raise Busy(
+            f"VF {record.device_id} has not come back from the deleted netns {record.netns} "
+            "yet; retry"
+        )
+    # Else the link is gone (in veth mode deleting the netns destroyed the pair): per the
     # spec DEL still succeeds once the PF side and IPAM are released.
 
 
@@ -225,9 +229,14 @@ def gc(ctx: AttachContext, conf: NetConf, raw_conf: Mapping[str, Any]) -> None:
         if alloc.network != conf.name or alloc.key in valid:
             continue
         with contextlib.suppress(SriovkitError), store.lock_vf(alloc.pci, ctx.lock_timeout):
-            holder = store.read_attachment(alloc.key)
-            if holder is None or holder.device_id != alloc.device_id:
-                store.delete_allocation(alloc.pci)  # an ADD died before its attachment record
+            # Read again under the lock: a DEL of this key and an ADD of another may have run
+            # since the listing, and the VF's allocation may now be a valid attachment's.
+            current = store.read_allocation(alloc.pci)
+            if current is None or current.key != alloc.key or current.network != conf.name:
+                continue
+            holder = store.read_attachment(current.key)
+            if holder is None or holder.device_id != current.device_id:
+                store.delete_allocation(current.pci)  # an ADD died before its attachment record
     ipam = ipam_conf(raw_conf)
     if conf.ipam is not None and ipam is not None:
         # The spec asks a delegating plugin to pass GC on, so the IPAM plugin can drop leases
