@@ -220,6 +220,20 @@ def test_gc_releases_only_leaked_attachments_of_its_network(host: Host) -> None:
     assert [a.container_id for a in host.store.allocations()] == ["c2"]
 
 
+def test_a_corrupt_record_is_reported_but_does_not_stop_gc(host: Host) -> None:
+    env1 = host.env("ADD", "c1", host.pod("p1"))
+    conf1, raw1 = host.conf(env1)
+    attach.add(host.ctx, env1, conf1, raw1)
+    corrupt = host.store.dir / "attachments" / "c9@net1.json"
+    corrupt.write_text("{not json")
+    gc_env = CniEnv.from_env({"CNI_COMMAND": "GC", "CNI_PATH": "/x"})
+    gc_conf, gc_raw = host.conf(gc_env, **{"cni.dev/valid-attachments": []})
+    with pytest.raises(HostError, match="c9"):
+        attach.gc(host.ctx, gc_conf, gc_raw)
+    assert AttachmentKey("c1", "net1") not in host.store.attachment_keys(), "c1 still released"
+    assert list(host.store.allocations()) == []
+
+
 def test_status_fails_with_code_50_on_an_unusable_state_dir(host: Host, tmp_path: Path) -> None:
     attach.status(host.ctx)
     blocker = tmp_path / "file"

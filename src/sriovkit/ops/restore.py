@@ -215,17 +215,26 @@ def gc(ctx: AttachContext, conf: NetConf, raw_conf: Mapping[str, Any]) -> None:
     valid = set(conf.valid_attachments)
     errors: list[str] = []
     store = ctx.store
-    for record in list(store.attachments()):
-        if record.network != conf.name or record.key in valid:
+    for key in store.attachment_keys():
+        if key in valid:
             continue
         try:
+            # One unreadable record is reported, not allowed to stop the collection of the rest.
+            record = store.read_attachment(key)
+            if record is None or record.network != conf.name:
+                continue
             with store.lock_vf(record.device_id, ctx.lock_timeout):
                 again = store.read_attachment(record.key)
                 if again is not None:
                     release(ctx, again, raw_conf, record_env(again))
         except SriovkitError as exc:
             errors.append(str(exc))
-    for alloc in list(store.allocations()):
+    try:
+        allocations = list(store.allocations())
+    except SriovkitError as exc:
+        errors.append(str(exc))
+        allocations = []
+    for alloc in allocations:
         if alloc.network != conf.name or alloc.key in valid:
             continue
         with contextlib.suppress(SriovkitError), store.lock_vf(alloc.pci, ctx.lock_timeout):
