@@ -278,6 +278,13 @@ def test_check_detects_changed_mtu_and_address(lab: Lab, host: VethHost, pods: l
     check_raw = {**raw, "prevResult": to_version(result, "1.1.0")}
     check_conf = lab.conf(check_env, check_raw)
     attach.check(lab.ctx(), check_env, check_conf, check_raw)
+    # The runtime's prevResult is what CHECK must hold the pod to (spec): an address it lists
+    # that the pod lacks is a failure even though our own record is satisfied.
+    prev = to_version(result, "1.1.0")
+    prev["ips"] = [*prev["ips"], {"address": "10.77.0.200/24", "interface": 0}]
+    odd_raw = {**raw, "prevResult": prev}
+    with pytest.raises(CheckFailed, match=r"address 10\.77\.0\.200/24 from prevResult is missing"):
+        attach.check(lab.ctx(), check_env, lab.conf(check_env, odd_raw), odd_raw)
     subprocess.run(["ip", "-n", pod.name, "link", "set", "net1", "mtu", "1280"], check=True)
     with pytest.raises(CheckFailed, match="MTU is 1280, recorded 1400"):
         attach.check(lab.ctx(), check_env, check_conf, check_raw)

@@ -241,3 +241,29 @@ def test_gc_reaches_the_plugin_and_a_plugin_without_gc_is_not_an_error(tmp_path:
     if b'"1.1.0"' not in version.stdout:
         local = {**conf, "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}}
         assert real.gc(local, {}) is False
+
+
+def test_status_is_passed_on_and_a_not_ready_plugin_makes_the_sriov_plugin_not_ready(
+    tmp_path: Path,
+) -> None:
+    from sriovkit.cni.dispatch import execute  # noqa: PLC0415
+
+    script(
+        tmp_path,
+        "notready",
+        'if [ "$CNI_COMMAND" = VERSION ]; then\n'
+        '  echo \'{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}\'; exit 0\nfi\n'
+        'echo \'{"cniVersion":"1.1.0","code":51,"msg":"no addresses left"}\'; exit 1\n',
+    )
+    conf = {"cniVersion": "1.1.0", "name": "n", "type": "sriov", "ipam": {"type": "notready"}}
+    with pytest.raises(IpamError) as err:
+        Ipam([tmp_path]).status(conf, {})
+    assert err.value.cni_code == 51
+    env = {"CNI_COMMAND": "STATUS", "CNI_PATH": str(tmp_path),
+           "SRIOVKIT_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    code, out = execute(env, json.dumps(conf).encode())
+    assert code == 1 and json.loads(out)["code"] == 51
+    # host-local predates STATUS: nothing is asked, the plugin is ready
+    local = {**conf, "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}}
+    env["CNI_PATH"] = "/usr/lib/cni"
+    assert execute(env, json.dumps(local).encode())[0] == 0

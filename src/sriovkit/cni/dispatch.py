@@ -162,7 +162,7 @@ def _run(env: Mapping[str, str], stdin: bytes, ctx_factory: ContextFactory) -> b
             assert conf is not None and raw is not None
             attach.gc(ctx, conf, raw)
         else:
-            attach.status(ctx)
+            attach.status(ctx, raw)
     return b""
 
 

@@ -97,6 +97,17 @@ class Ipam:
         self._exec_once("GC", netconf, env)
         return True
 
+    def status(self, netconf: Mapping[str, Any], env: Mapping[str, str]) -> bool:
+        """CNI STATUS (spec 1.1.0) of the plugin; False, asking nothing, if it predates STATUS.
+
+        A plugin that is not ready answers with an error, raised as IpamError with its code
+        (50/51), which the caller passes on as its own STATUS answer.
+        """
+        if "1.1.0" not in self.supported_versions(ipam_type(netconf)):
+            return False
+        self._exec_once("STATUS", netconf, env)
+        return True
+
     def supported_versions(self, kind: str) -> tuple[str, ...]:
         """The spec versions plugin `kind` says it speaks (CNI VERSION); () if it will not say."""
         try:

@@ -14,7 +14,7 @@ from typing import Any
 from sriovkit.errors import HostError, NotFound, SriovkitError
 from sriovkit.model.attachment import AttachmentRecord
 from sriovkit.model.cni import CniEnv, NetConf
-from sriovkit.model.cni_result import parse_result
+from sriovkit.model.cni_result import CniResult, parse_result
 from sriovkit.model.vf import ATTR_FIELDS, not_applied, show_value
 from sriovkit.ops.attach_vf import in_pod_is_ours
 from sriovkit.ops.restore import AttachContext, ipam_conf, ipam_env_of
@@ -25,8 +25,22 @@ class CheckFailed(HostError):
     """CHECK found the attachment different from what ADD recorded."""
 
 
-def verify(ctx: AttachContext, record: AttachmentRecord) -> None:
-    """Raise CheckFailed naming the first differences between the host and `record`."""
+def _expected(prev: CniResult | None, record: AttachmentRecord) -> tuple[str | None, list[str]]:
+    """What the runtime's prevResult says our interface should look like: (MAC, addresses).
+
+    The spec has CHECK consult prevResult for the expected interfaces and addresses; only the
+    entry for this ifname in this sandbox is ours (a chain may list others).
+    """
+    if prev is None:
+        return None, []
+    for index, iface in enumerate(prev.interfaces):
+        if iface.name == record.ifname and iface.sandbox in (None, record.netns):
+            return iface.mac, [ip.address for ip in prev.ips if ip.interface == index]
+    return None, []
+
+
+def verify(ctx: AttachContext, record: AttachmentRecord, prev: CniResult | None = None) -> None:
+    """Raise CheckFailed naming the differences between the host and `record` (and `prev`)."""
     where = f"VF {record.device_id} ({record.key}, netns {record.netns})"
     if record.result is None:
         raise CheckFailed(f"{where}: its ADD did not complete")
@@ -53,6 +67,12 @@ def verify(ctx: AttachContext, record: AttachmentRecord) -> None:
             for ip in result.ips:
                 if ip.address not in have:
                     problems.append(f"address {ip.address} is missing")
+            prev_mac, prev_ips = _expected(prev, record)
+            if prev_mac is not None and link.mac != prev_mac:
+                problems.append(f"MAC is {link.mac}, prevResult says {prev_mac}")
+            for address in prev_ips:
+                if address not in have:
+                    problems.append(f"address {address} from prevResult is missing")
         finally:
             pod.close()
     if record.pf is not None and record.vf_index is not None:
@@ -84,7 +104,7 @@ def check(ctx: AttachContext, env: CniEnv, conf: NetConf, raw_conf: Mapping[str,
             record = ctx.store.read_attachment(key)
             if record is None:
                 raise CheckFailed(f"the attachment {key} was deleted during CHECK")
-            verify(ctx, record)
+            verify(ctx, record, conf.prev_result)
         conf_for_ipam = ipam_conf(raw_conf)
         if conf.ipam is not None and conf_for_ipam is not None:
             ctx.ipam.check(conf_for_ipam, ipam_env_of(env))

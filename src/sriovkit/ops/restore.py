@@ -258,8 +258,10 @@ def gc(ctx: AttachContext, conf: NetConf, raw_conf: Mapping[str, Any]) -> None:
         raise HostError(f"GC of network {conf.name} left {len(errors)}: {'; '.join(errors)}")
 
 
-def status(ctx: AttachContext) -> None:
-    """CNI STATUS: ready when the state directory is usable; code 50 otherwise."""
+def status(ctx: AttachContext, raw_conf: Mapping[str, Any] | None = None) -> None:
+    """CNI STATUS: ready when the state directory is usable (else code 50) and, where the
+    config delegates IPAM to a plugin that knows STATUS (spec 1.1.0), when that plugin is too
+    (its own error and code are passed on)."""
     try:
         ctx.store.attachment_keys()  # creates and opens the tree, refusing symlinks
         with tempfile.NamedTemporaryFile(dir=ctx.store.dir, prefix=".status-"):
@@ -268,6 +270,9 @@ def status(ctx: AttachContext) -> None:
         raise PluginNotAvailable(
             f"plugin not available: state directory {ctx.store.dir} is not usable: {exc}"
         ) from exc
+    ipam = ipam_conf(raw_conf)
+    if ipam is not None:
+        ctx.ipam.status(ipam, {})
 
 
 def _internal(exc: BaseException, what: str) -> HostError:
