@@ -19,6 +19,7 @@ own VF and its own IP, then as many DELs, checking every VF is back. Never a pas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -268,42 +269,47 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="skbench", dir="/tmp"))
     # The simulated PF side re-reads its tree on every call, so it slows down with the VF count
     # (a real PF does not): time single ADD/DELs on a small igb host, concurrency on a big one.
-    host = create_veth_host(tmp / "host", "82576", vfs=2, prefix="sb" + uuid.uuid4().hex[:3])
-    vfs = max(2, (args.concurrent + 1) // 2)
-    big = create_veth_host(tmp / "big", "x710", vfs=vfs, prefix="sc" + uuid.uuid4().hex[:3])
-    bench = Bench(tmp, host)
-    try:
-        bench.start_agent()
-        times = sequential(bench, args.runs)
-        base = {op: statistics.median(times[f"host-device {op}"]) for op in ("ADD", "DEL")}
-        print(f"median of {args.runs} runs, ms (process exec to exit), ratio to Go host-device")
-        print(f"{'path':<14} {'ADD ms':>8} {'xGo':>6} {'DEL ms':>8} {'xGo':>6}")
-        for name in ("host-device", "shim+agent", "in-process"):
-            add = statistics.median(times[f"{name} ADD"])
-            dele = statistics.median(times[f"{name} DEL"])
-            print(
-                f"{name:<14} {add * 1e3:8.1f} {add / base['ADD']:6.2f} "
-                f"{dele * 1e3:8.1f} {dele / base['DEL']:6.2f}"
-            )
-        floor = _floor(bench, args.runs)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
+        # Real veth pairs: each is removed however the run ends, even if set-up fails half-way.
+        host = create_veth_host(tmp / "host", "82576", vfs=2, prefix="sb" + uuid.uuid4().hex[:3])
+        cleanup.callback(host.cleanup)
+        vfs = max(2, (args.concurrent + 1) // 2)
+        big = create_veth_host(tmp / "big", "x710", vfs=vfs, prefix="sc" + uuid.uuid4().hex[:3])
+        cleanup.callback(big.cleanup)
+        bench = Bench(tmp, host)
+        cleanup.callback(bench.stop_agent)
+        return _report(bench, big, args)
+    return 1  # pragma: no cover - the with block returns
+
+
+def _report(bench: Bench, big: VethHost, args: argparse.Namespace) -> int:
+    bench.start_agent()
+    times = sequential(bench, args.runs)
+    base = {op: statistics.median(times[f"host-device {op}"]) for op in ("ADD", "DEL")}
+    print(f"median of {args.runs} runs, ms (process exec to exit), ratio to Go host-device")
+    print(f"{'path':<14} {'ADD ms':>8} {'xGo':>6} {'DEL ms':>8} {'xGo':>6}")
+    for name in ("host-device", "shim+agent", "in-process"):
+        add = statistics.median(times[f"{name} ADD"])
+        dele = statistics.median(times[f"{name} DEL"])
         print(
-            f"floor: python3 -IS -c pass {floor['python']:.1f} ms; shim VERSION via agent "
-            f"{floor['shim']:.1f} ms; Go host-local VERSION {floor['go']:.1f} ms"
+            f"{name:<14} {add * 1e3:8.1f} {add / base['ADD']:6.2f} "
+            f"{dele * 1e3:8.1f} {dele / base['DEL']:6.2f}"
         )
-        if args.concurrent:
-            bench.host = big
-            count = min(args.concurrent, len(big.pairs))
-            for label, go in (("shim+agent", False), ("host-device", True)):
-                t_add, t_del, ips = concurrent(bench, count, go=go)
-                print(
-                    f"{count} concurrent {label}: ADDs {t_add * 1e3:.0f} ms wall, {ips} distinct "
-                    f"IPs on {count} distinct VFs; DELs {t_del * 1e3:.0f} ms wall, every VF back"
-                )
-    finally:
-        bench.stop_agent()
-        host.cleanup()
-        big.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
+    floor = _floor(bench, args.runs)
+    print(
+        f"floor: python3 -IS -c pass {floor['python']:.1f} ms; shim VERSION via agent "
+        f"{floor['shim']:.1f} ms; Go host-local VERSION {floor['go']:.1f} ms"
+    )
+    if args.concurrent:
+        bench.host = big
+        count = min(args.concurrent, len(big.pairs))
+        for label, go in (("shim+agent", False), ("host-device", True)):
+            t_add, t_del, ips = concurrent(bench, count, go=go)
+            print(
+                f"{count} concurrent {label}: ADDs {t_add * 1e3:.0f} ms wall, {ips} distinct "
+                f"IPs on {count} distinct VFs; DELs {t_del * 1e3:.0f} ms wall, every VF back"
+            )
     return 0
 
 

@@ -114,9 +114,14 @@ def agent() -> Iterator[AgentProcess]:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CniLab]:
     tmp = tmp_path_factory.mktemp("badinput")
     host = create_veth_host(tmp / "host", "82576", vfs=2, prefix="sb" + uuid.uuid4().hex[:4])
-    made = CniLab(
-        host, tmp / "state", tmp / "ipam", install_shim(tmp / "bin", tmp / "x.sock"), tmp / "x.sock"
-    )
+    try:
+        made = CniLab(
+            host, tmp / "state", tmp / "ipam", install_shim(tmp / "bin", tmp / "x.sock"),
+            tmp / "x.sock",
+        )  # fmt: skip
+    except BaseException:
+        host.cleanup()  # real veth pairs: never leak them when set-up fails half-way
+        raise
     try:
         assert host.pairs[0].vf == VF
         yield made

@@ -59,7 +59,11 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 def make_lab(tmp_path: Path, agent_socket: Path, vfs: int = 4) -> CniLab:
     host = create_veth_host(tmp_path / "host", "82576", vfs=vfs, prefix="sk" + uuid.uuid4().hex[:4])
-    shim = install_shim(tmp_path / "bin", agent_socket)
+    try:
+        shim = install_shim(tmp_path / "bin", agent_socket)
+    except BaseException:
+        host.cleanup()  # real veth pairs: never leak them when set-up fails half-way
+        raise
     return CniLab(host, tmp_path / "state", tmp_path / "ipam", shim, agent_socket)
 
 
