@@ -13,6 +13,8 @@ import errno
 import os
 import shutil
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 
 from sriovkit.errors import HostError
+from sriovkit.host.ipam import Ipam
 from sriovkit.host.netlink import Netlink
 from sriovkit.model.attachment import AttachmentKey
 from sriovkit.ops import attach
@@ -31,7 +34,15 @@ pytestmark = pytest.mark.root
 if os.geteuid() != 0 or shutil.which("ip") is None:
     pytest.skip("needs root and iproute2 (netns, veth)", allow_module_level=True)
 
-from attach_lab import CNI_DIR, Lab, drop_netns, ip_link, leased_ips, make_netns  # noqa: E402
+from attach_lab import (  # noqa: E402
+    CNI_DIR,
+    Lab,
+    drop_netns,
+    ip_addrs,
+    ip_link,
+    leased_ips,
+    make_netns,
+)
 
 from sriovkit.sim.veth import create_veth_host  # noqa: E402
 
@@ -160,6 +171,8 @@ def test_move_failing_after_the_netns_change_brings_the_vf_back(
     assert show("net1", pod) is None
     assert show(pair.name) == before
     assert_no_records(lab)
+    # host-local ran alongside the move (it never looks at the pod); its lease went back.
+    assert leased_ips(lab.data, lab.network) == []
 
 
 def test_pod_unreachable_after_the_move_brings_the_vf_back(
@@ -174,6 +187,7 @@ def test_pod_unreachable_after_the_move_brings_the_vf_back(
     assert show("net1", pod) is None
     assert show(pair.name) == before
     assert_no_records(lab)
+    assert leased_ips(lab.data, lab.network) == []
 
 
 def test_failed_move_back_keeps_the_records_and_del_finishes(
@@ -218,3 +232,86 @@ def test_failed_add_returns_the_vf_up_and_with_its_altnames(
         assert leased_ips(lab.data, lab.network) == ["10.77.0.5"]
     finally:
         drop_netns(other)
+
+
+class FailingMove(Wrapped):
+    """The kernel refuses the move outright (nothing moved), as for a name taken in the pod."""
+
+    def move_link(self, name: str, netns: Path, **kw: Any) -> None:
+        raise HostError(f"failed to move link {name} to {netns}: File exists", errno.EEXIST)
+
+
+class SlowIpam(Ipam):
+    """host-local, but slow to answer ADD: the move fails while the plugin still runs."""
+
+    finished = threading.Event()
+
+    def add(self, netconf: Any, env: Any) -> dict[str, Any]:
+        try:
+            time.sleep(0.3)
+            return super().add(netconf, env)
+        finally:
+            self.finished.set()
+
+
+def test_move_refused_while_ipam_still_runs_releases_the_lease_it_then_took(
+    lab: Lab, host: VethHost, pod: Path
+) -> None:
+    # IPAM DEL must wait for the overlapped ADD: a DEL that overtook it would free nothing and
+    # leak the address the ADD takes afterwards.
+    pair = host.pairs[0]
+    before = show(pair.name)
+    env = lab.env("ADD", "c1", pod)
+    raw = lab.raw(pair.vf)
+    ipam = SlowIpam([CNI_DIR])
+    ctx = dataclasses.replace(with_netlink(lab, FailingMove), ipam=ipam)
+    with pytest.raises(HostError, match="File exists"):
+        attach.add(ctx, env, lab.conf(env, raw), raw)
+    assert ipam.finished.wait(10)  # had ADD's rollback not waited for it, it would end now
+    assert show(pair.name) == before
+    assert_no_records(lab)
+    assert leased_ips(lab.data, lab.network) == []
+
+
+class TimedMove(Wrapped):
+    """Notes when (wall clock, ns) the move into the pod returned."""
+
+    moved_ns = 0
+
+    def move_link(self, name: str, netns: Path, **kw: Any) -> None:
+        self.inner.move_link(name, netns, **kw)
+        self.moved_ns = time.time_ns()
+
+
+def test_an_ipam_plugin_that_needs_the_pod_runs_once_the_vf_is_in_it(
+    lab: Lab, host: VethHost, pod: Path, tmp_path: Path
+) -> None:
+    # Only plugins known to ignore the pod (host-local, static, whereabouts) overlap the move;
+    # any other (dhcp runs its client on CNI_IFNAME in CNI_NETNS) must find the interface.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    plugin = bin_dir / "needs-pod"
+    started = tmp_path / "started"
+    plugin.write_text(
+        "#!/bin/sh\n"
+        "cat >/dev/null\n"
+        'if [ "$CNI_COMMAND" != ADD ]; then exit 0; fi\n'
+        f"date +%s%N >{started}\n"
+        'if ! nsenter --net="$CNI_NETNS" ip link show "$CNI_IFNAME" >/dev/null 2>&1; then\n'
+        '  echo \'{"cniVersion":"1.0.0","code":11,"msg":"no interface in the pod yet"}\'\n'
+        "  exit 1\n"
+        "fi\n"
+        'echo \'{"cniVersion":"1.0.0","ips":[{"address":"10.88.0.9/24"}]}\'\n'
+    )
+    plugin.chmod(0o755)
+    pair = host.pairs[1]
+    env = lab.env("ADD", "c1", pod)
+    raw = {**lab.raw(pair.vf, ipam=False), "ipam": {"type": "needs-pod"}}
+    ctx = dataclasses.replace(with_netlink(lab, TimedMove), ipam=Ipam([bin_dir]))
+    result = attach.add(ctx, env, lab.conf(env, raw), raw)
+    assert int(started.read_text()) >= ctx.netlink.moved_ns  # type: ignore[attr-defined]
+    assert [ip.address for ip in result.ips] == ["10.88.0.9/24"]
+    assert ip_addrs("net1", pod) == ["10.88.0.9/24"]
+    attach.delete(ctx, lab.env("DEL", "c1", pod), lab.conf(env, raw), raw)
+    assert show("net1", pod) is None
+    assert_no_records(lab)

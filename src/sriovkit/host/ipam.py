@@ -46,6 +46,18 @@ class IpamError(HostError):
         self.details = details
 
 
+# IPAM plugins that allocate from their own store and never look at the pod: they may run while
+# the VF is still on its way into (or out of) the pod's netns. `dhcp` runs its client on
+# CNI_IFNAME inside CNI_NETNS, and a plugin we do not know may do the same, so those wait.
+POD_INDEPENDENT = frozenset({"host-local", "static", "whereabouts"})
+
+
+def pod_independent(netconf: Mapping[str, Any]) -> bool:
+    """True when the config's IPAM plugin is known not to touch the pod's netns or interface."""
+    ipam = netconf.get("ipam")
+    return isinstance(ipam, Mapping) and ipam.get("type") in POD_INDEPENDENT
+
+
 def ipam_type(netconf: Mapping[str, Any]) -> str:
     """The validated `ipam.type` of a network config."""
     ipam = netconf.get("ipam")
@@ -219,4 +231,4 @@ def _answer(
     return data
 
 
-__all__ = ["Ipam", "IpamError", "ipam_type"]
+__all__ = ["POD_INDEPENDENT", "Ipam", "IpamError", "ipam_type", "pod_independent"]

@@ -28,7 +28,7 @@ from typing import Any
 
 from sriovkit.errors import Busy, HostError, InvalidInput, SriovkitError
 from sriovkit.host.ipam import ipam_type
-from sriovkit.host.netlink import Netlink
+from sriovkit.host.netlink import LinkInfo, Netlink
 from sriovkit.host.netns import announce
 from sriovkit.host.state import StateStore
 from sriovkit.model.attachment import (
@@ -49,6 +49,7 @@ from sriovkit.model.cni_result import (
 )
 from sriovkit.model.pci import PciAddress
 from sriovkit.ops.attach_check import check, verify
+from sriovkit.ops.attach_ipam import AddIpam
 from sriovkit.ops.attach_vf import (
     VfTarget,
     require_netdev,
@@ -62,7 +63,6 @@ from sriovkit.ops.restore import (
     delete,
     gc,
     ipam_conf,
-    ipam_delete,
     ipam_env_of,
     record_env,
     release,
@@ -194,27 +194,30 @@ def _attach(
                 apply_vf(ctx.netlink, vf.pf, vf.index, conf.settings)
                 undo("restoring the PF-side attributes", restore_pf_side, ctx.netlink, record)
             _step(ctx, "vf-configured")
+            ipam: AddIpam | None = None
+            if conf.ipam is not None:
+                conf_for_ipam = ipam_conf(raw_conf) or raw_conf
+                ctx.ipam.find(ipam_type(conf_for_ipam))  # a missing plugin allocated nothing
+                ipam = AddIpam(ctx.ipam, conf_for_ipam, ipam_env_of(env))
+                # Registered before the call: a plugin that fails half-way may hold an
+                # address, and IPAM DEL of nothing is a no-op.
+                undo("releasing IPAM", ipam.undo, vf=False)
+                ipam.start_early()  # overlaps the netns move below when the plugin allows
             pod: Netlink | None = None
+            pod_link: LinkInfo | None = None
             if not vf.dpdk:
                 # Registered before the move: the kernel moves and renames the netdev first
                 # and applies MTU/MAC/up after, so a refused MTU returns an error with the VF
                 # already in the pod; the undo finds it wherever it is.
                 undo("moving the VF back", undo_move, ctx.netlink, record, ctx.host_netns)
-                pod = _move_in(ctx, conf, record, netns)
+                pod, pod_link = _move_in(ctx, conf, record, netns)
                 stack.callback(pod.close)
                 _step(ctx, "moved")
             ipam_result = CniResult()
-            if conf.ipam is not None:
-                conf_for_ipam, ipam_env = ipam_conf(raw_conf) or raw_conf, ipam_env_of(env)
-                ctx.ipam.find(ipam_type(conf_for_ipam))  # a missing plugin allocated nothing
-                # Registered before the call: a plugin that fails half-way may hold an
-                # address, and IPAM DEL of nothing is a no-op.
-                undo(
-                    "releasing IPAM", ipam_delete, ctx.ipam, conf_for_ipam, ipam_env, vf=False
-                )
-                ipam_result = parse_result(ctx.ipam.add(conf_for_ipam, ipam_env), "IPAM result")
+            if ipam is not None:
+                ipam_result = parse_result(ipam.result(), "IPAM result")
                 _step(ctx, "ipam")
-            result = _result(ctx, conf, record, pod, ipam_result)
+            result = _result(ctx, conf, record, pod_link, ipam_result)
             if pod is not None and ipam_result.ips:
                 _configure(pod, key.ifname, ipam_result)
                 _step(ctx, "configured")
@@ -306,8 +309,13 @@ def msgspec_replace(record: AttachmentRecord, **changes: Any) -> AttachmentRecor
     return msgspec.structs.replace(record, **changes)
 
 
-def _move_in(ctx: AttachContext, conf: NetConf, record: AttachmentRecord, netns: Path) -> Netlink:
-    """One message: into the pod, renamed, MTU, MAC, up; then drop the altnames it carried."""
+def _move_in(
+    ctx: AttachContext, conf: NetConf, record: AttachmentRecord, netns: Path
+) -> tuple[Netlink, LinkInfo]:
+    """One message: into the pod, renamed, MTU, MAC, up; then drop the altnames it carried.
+
+    Returns the pod's seam and the VF's link as the pod sees it (for the result).
+    """
     ctx.netlink.move_link(
         record.original.name,
         netns,
@@ -320,23 +328,25 @@ def _move_in(ctx: AttachContext, conf: NetConf, record: AttachmentRecord, netns:
     try:
         # The kernel keeps altnames across a netns move; the host's name for the VF means
         # nothing in the pod and may clash with the pod's own names later.
-        for alt in pod.link(record.ifname).altnames:
-            pod.del_altname(record.ifname, alt)
+        link = pod.link(record.ifname)
+        if link.altnames:
+            for alt in link.altnames:
+                pod.del_altname(record.ifname, alt)
+            link = pod.link(record.ifname)
     except BaseException:
         pod.close()  # the move-back undo registered before the move gives the VF back
         raise
-    return pod
+    return pod, link
 
 
 def _result(
     ctx: AttachContext,
     conf: NetConf,
     record: AttachmentRecord,
-    pod: Netlink | None,
+    link: LinkInfo | None,
     ipam: CniResult,
 ) -> CniResult:
-    if pod is not None:
-        link = pod.link(record.ifname)
+    if link is not None:
         iface = Interface(
             name=record.ifname,
             mac=link.mac,

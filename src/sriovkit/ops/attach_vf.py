@@ -124,9 +124,7 @@ def move_home(
     )
 
 
-def bring_home(
-    host: Netlink, pod: Netlink, record: AttachmentRecord, host_netns: Path
-) -> bool:
+def bring_home(host: Netlink, pod: Netlink, record: AttachmentRecord, host_netns: Path) -> bool:
     """Move the VF of `record` from `pod` back to the host as it was; False if it is not there.
 
     The one way a VF leaves a pod, for DEL, GC and ADD's rollback alike: one message back
@@ -197,6 +195,8 @@ def original_up(original: VfOriginalState) -> bool:
 
 def restore_altnames(netlink: Netlink, original: VfOriginalState) -> None:
     """Give the VF netdev back the altnames ADD dropped in the pod (udev's names, say)."""
+    if not original.altnames:
+        return
     present = set(netlink.link(original.name).altnames)
     for alt in original.altnames:
         if alt not in present:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sriovkit.errors import Busy, HostError, InvalidInput, NotFound, SriovkitError
-from sriovkit.host.ipam import Ipam
+from sriovkit.host.ipam import Ipam, pod_independent
 from sriovkit.host.netlink import Netlink
 from sriovkit.host.netns import HOST_NETNS, netns_alive
 from sriovkit.host.state import StateStore
@@ -42,6 +42,7 @@ from sriovkit.ops.attach_vf import (
     restore_altnames,
     restore_pf_side,
 )
+from sriovkit.ops.background import Background
 
 
 @dataclass(frozen=True)
@@ -155,17 +156,29 @@ def release(
     store = ctx.store
     alloc = store.read_allocation(record.device_id)
     owned = alloc is None or alloc.key == record.key
-    if owned:
-        try:
-            restore_vf(ctx, record)
-        except (HostError, NotFound) as exc:
-            raise HostError(
-                f"cannot give VF {record.device_id} back from {record.key} "
-                f"(netns {record.netns}): {exc}; its record is kept for a retry",
-                getattr(exc, "errno", None),
-            ) from exc
     conf = ipam_conf(raw_conf)
-    if conf is not None:
+    # A plugin that never looks at the pod releases while the VF moves back (the move is
+    # ~15-20 ms in the kernel). Should the VF then fail to come back, the record stays and a
+    # retry's IPAM DEL is a no-op: releasing IPAM first is also what the reference plugin does.
+    early = None
+    if conf is not None and pod_independent(conf):
+        early = Background("ipam-del", ipam_delete, ctx.ipam, conf, env)
+    try:
+        if owned:
+            try:
+                restore_vf(ctx, record)
+            except (HostError, NotFound) as exc:
+                raise HostError(
+                    f"cannot give VF {record.device_id} back from {record.key} "
+                    f"(netns {record.netns}): {exc}; its record is kept for a retry",
+                    getattr(exc, "errno", None),
+                ) from exc
+    finally:
+        if early is not None:
+            early.wait()
+    if early is not None:
+        early.result()
+    elif conf is not None:
         ipam_delete(ctx.ipam, conf, env)
     store.delete_attachment(record.key)
     if owned:
