@@ -118,3 +118,30 @@ def test_missing_netns_is_a_host_error() -> None:
     with pytest.raises(HostError) as err:
         Pyroute2Netlink(Path("/run/netns/sriovkit-no-such-netns"))
     assert err.value.errno == 2  # ENOENT
+
+
+def test_remembered_indexes_follow_our_renames_and_moves(
+    nl: Pyroute2Netlink, netns: tuple[Path, Path]
+) -> None:
+    # The seam remembers name -> ifindex from its lookups (one round trip saved per request);
+    # a rename or move it made itself, or a request failing on a link gone behind its back,
+    # must not leave a name pointing at the wrong place.
+    host, pod = netns
+    nl.link("skv0")
+    nl.set_link("skv0", new_name="skv9")
+    with pytest.raises(NotFound):
+        nl.add_address("skv0", "10.1.0.1/24")
+    nl.add_address("skv9", "10.1.0.1/24")
+    assert [a.cidr for a in nl.addresses("skv9") if a.family == 4] == ["10.1.0.1/24"]
+    nl.move_link("skv9", pod)
+    with pytest.raises(NotFound):
+        nl.add_address("skv9", "10.1.0.2/24")
+    # Moved away by someone else after the seam looked it up: a clean NotFound, then a fresh
+    # lookup once it is back.
+    nl.link("skv1")
+    ip("-n", host.name, "link", "set", "skv1", "netns", pod.name)
+    with pytest.raises(NotFound):
+        nl.add_address("skv1", "10.1.0.3/24")
+    ip("-n", pod.name, "link", "set", "skv1", "netns", host.name, "name", "skv1")
+    nl.add_address("skv1", "10.1.0.3/24")
+    assert [a.cidr for a in nl.addresses("skv1") if a.family == 4] == ["10.1.0.3/24"]

@@ -162,6 +162,12 @@ class Pyroute2Netlink:
 
         _fix_vlan_info_layout()
         self.netns = netns
+        # name -> ifindex of links this seam looked up. A seam lives for one request (the VF's
+        # lock held), and a lookup costs a netlink round trip (~0.5 ms), so the index found by
+        # the first lookup serves the later requests on the same link. An index never names
+        # another device (the kernel allocates them afresh), so a stale entry can only fail
+        # with ENODEV, never act on the wrong link; moves, renames and errors drop entries.
+        self._indexes: dict[str, int] = {}
         with _mapped("cannot open rtnetlink"):
             if netns is None:
                 self._ipr = IPRoute(groups=0)
@@ -213,7 +219,28 @@ class Pyroute2Netlink:
 
     def link(self, name: str) -> LinkInfo:
         """The link called `name` (the kernel also resolves altnames)."""
-        return self._info(self._get(name))
+        info = self._info(self._get(name))
+        self._indexes[name] = self._indexes[info.name] = info.index
+        return info
+
+    def _index(self, name: str) -> int:
+        index = self._indexes.get(name)
+        return index if index is not None else self.link(name).index
+
+    def _forget(self, index: int) -> None:
+        for key in [k for k, v in self._indexes.items() if v == index]:
+            del self._indexes[key]
+
+    @contextlib.contextmanager
+    def _on(self, name: str, what: str) -> Iterator[int]:
+        """The link's index for one request; its cache entries go if the request fails."""
+        index = self._index(name)
+        try:
+            with _mapped(what, name):
+                yield index
+        except (HostError, NotFound):
+            self._forget(index)
+            raise
 
     def set_link(
         self,
@@ -225,10 +252,12 @@ class Pyroute2Netlink:
         up: bool | None = None,
     ) -> LinkInfo:
         """One RTM_SETLINK with whichever of name / MTU / MAC / admin state is given."""
-        index = self.link(name).index
-        with _mapped(f"failed to configure link {name}", name):
+        with self._on(name, f"failed to configure link {name}") as index:
             self._ipr.link("set", index=index, **_link_args(new_name, mtu, mac, up))
-        return self._info(self._ipr.link("get", index=index)[0])
+        self._forget(index)
+        info = self._info(self._ipr.link("get", index=index)[0])
+        self._indexes[info.name] = index
+        return info
 
     def move_link(
         self,
@@ -241,26 +270,23 @@ class Pyroute2Netlink:
         up: bool | None = None,
     ) -> None:
         """One RTM_SETLINK: IFLA_NET_NS_FD + IFLA_IFNAME + MTU + address + flags."""
-        index = self.link(name).index
-        what = f"failed to move link {name} to {netns}"
-        with _mapped(what, name):
+        with self._on(name, f"failed to move link {name} to {netns}") as index:
             fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 args = _link_args(new_name, mtu, mac, up)
                 self._ipr.link("set", index=index, net_ns_fd=fd, **args)
             finally:
                 os.close(fd)
+        self._forget(index)  # gone from this namespace
 
     def del_altname(self, name: str, altname: str) -> None:
         """Drop one alternative name."""
-        index = self.link(name).index
-        with _mapped(f"failed to delete altname {altname} of {name}", name):
+        with self._on(name, f"failed to delete altname {altname} of {name}") as index:
             self._ipr.link("property_del", index=index, altname=altname)
 
     def add_altname(self, name: str, altname: str) -> None:
         """Add one alternative name."""
-        index = self.link(name).index
-        with _mapped(f"failed to add altname {altname} to {name}", name):
+        with self._on(name, f"failed to add altname {altname} to {name}") as index:
             self._ipr.link("property_add", index=index, altname=altname)
 
     def wait_link(self, name: str, timeout: float) -> LinkInfo:
@@ -303,8 +329,7 @@ class Pyroute2Netlink:
             if current is None:
                 raise HostError(f"failed to set VF {index} on {pf}: no such VF", errno_mod.EINVAL)
             settings = complete_request(current, settings)
-        pf_index = self.link(pf).index
-        with _mapped(f"failed to set VF {index} on {pf}", pf):
+        with self._on(pf, f"failed to set VF {index} on {pf}") as pf_index:
             self._ipr.link("set", index=pf_index, vf=vf_request(index, settings))
 
     # -- addresses and routes -------------------------------------------------------------------
@@ -323,8 +348,7 @@ class Pyroute2Netlink:
     def add_address(self, name: str, cidr: str) -> None:
         """Add `cidr` to the link."""
         address, _, plen = cidr.partition("/")
-        index = self.link(name).index
-        with _mapped(f"failed to add {cidr} to {name}", name):
+        with self._on(name, f"failed to add {cidr} to {name}") as index:
             self._ipr.addr("add", index=index, address=address, prefixlen=int(plen or 32))
 
     def flush_addresses(self, name: str) -> None:
@@ -362,7 +386,7 @@ class Pyroute2Netlink:
             if dst == "default" and ":" in gateway:
                 args["dst"] = "::/0"
         if dev is not None:
-            args["oif"] = self.link(dev).index
+            args["oif"] = self._index(dev)
         with _mapped(f"failed to add route {dst}", dev):
             self._ipr.route("add", **args)
 
