@@ -282,3 +282,21 @@ def test_altnames_add_and_delete_like_the_kernel() -> None:
     assert nl.link("eth0").altnames == ()
     with pytest.raises(HostError):
         nl.del_altname("eth0", "enp1s0")
+
+
+def test_reading_vfs_saves_the_state_only_when_the_read_initialised_them(tmp_path: Path) -> None:
+    # A PF's VF table is created (and saved) by the first read after VFs appear; later reads
+    # change nothing and must not rewrite the state file (a real PF's read is side-effect free).
+    from sriovkit.sim import create_host
+    from sriovkit.sim.netlink_state import STATE_FILE
+
+    host = create_host(tmp_path, ["82576"], vfs=2, extras=False)
+    pf = host.pfs[0].netdev
+    assert pf is not None
+    nl = FakeNetlink(tmp_path)
+    state = tmp_path / STATE_FILE
+    assert len(nl.vfs(pf)) == 2
+    first = state.stat()
+    assert len(nl.vfs(pf)) == 2
+    again = state.stat()
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)

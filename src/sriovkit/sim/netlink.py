@@ -46,11 +46,12 @@ class FakeNetlink:
     # -- world handling -------------------------------------------------------------------------
 
     def _run(self, fn: Callable[[World], T], *, write: bool = False) -> T:
+        """`fn` on the world; saved after a change, or after a read that initialised VFs."""
         world = load_world(self.root) if self.root is not None else self._memory
         try:
             return fn(world)
         finally:
-            if write and self.root is not None:
+            if (write or world.changed) and self.root is not None:
                 save_world(self.root, world)
 
     def add_link(
@@ -335,7 +336,8 @@ class FakeNetlink:
 
     def vfs(self, pf: str) -> list[VfInfo]:
         """The VF attributes the PF reports."""
-        return self._run(lambda w: list(w.vf_table(self._pf(w, pf)).values()), write=True)
+        # A read: the world is saved only if this read initialised the VF table (World.changed).
+        return self._run(lambda w: list(w.vf_table(self._pf(w, pf)).values()))
 
     def set_vf(self, pf: str, index: int, settings: VfSettings) -> None:
         """One VF request, applied attribute by attribute in kernel order (see module doc)."""

@@ -61,6 +61,7 @@ class World:
     links: dict[str, SimLink] = field(default_factory=dict)
     vfs: dict[str, dict[int, VfInfo]] = field(default_factory=dict)
     routes: list[dict[str, Any]] = field(default_factory=list)
+    changed: bool = False  # set by a read that (re)initialised a VF table: it must be saved
 
     def vf_table(self, link: SimLink) -> dict[int, VfInfo]:
         """The VF attributes of PF `link`, created as the driver initialises new VFs."""
@@ -69,6 +70,7 @@ class World:
             # sriov_numvfs can only go N -> 0 -> M, and every VF creation resets the VFs'
             # attributes, so a changed count means fresh VFs.
             caps = caps_for(link.driver)
+            self.changed = True
             table.clear()
             for i in range(link.num_vfs):
                 table[i] = VfInfo(
