@@ -196,5 +196,17 @@ def main() -> int:
     return code
 
 
+def _exit(code: int) -> None:
+    """Exit without interpreter finalization, ~1 ms of a ~30 ms budget (and more after the
+    in-process path's imports). Safe because nothing is left to flush: the answer went out
+    through a flushed stdout, the log file is written with unbuffered os.write, the agent
+    socket and any netlink socket are closed by the kernel, and no thread is still running."""
+    try:  # noqa: SIM105 - contextlib is not built in; importing it costs more than this saves
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+    posix._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
