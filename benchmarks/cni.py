@@ -83,6 +83,7 @@ class Bench:
             "agent",
             "--socket",
             str(self.sock),
+            *(["-v"] if os.environ.get("SKBENCH_VERBOSE") else []),
         ]
         self.agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
@@ -234,7 +235,40 @@ def _floor(bench: Bench, runs: int) -> dict[str, float]:
     for name, argv in argvs.items():
         times = [_run(argv, env, version)[0] for _ in range(runs + 1)][1:]
         out[name] = statistics.median(times) * 1e3
+    out.update(_kernel_move(bench.host.pairs[1].name, runs))
     return out
+
+
+def _kernel_move(device: str, runs: int) -> dict[str, float]:
+    """The kernel's share: one RTM_NEWLINK moving `device` into a netns (renamed, up) and one
+    moving it back, from a warm in-process pyroute2 socket - what every contender pays."""
+    from pyroute2 import IPRoute, NetNS  # noqa: PLC0415 - only the floor needs it
+
+    netns = _netns()
+    into, out = [], []
+    try:
+        with IPRoute() as host, NetNS(netns.name) as pod:
+            pod_fd = os.open(netns, os.O_RDONLY)
+            host_fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+            try:
+                for _ in range(runs + 1):
+                    index = host.link_lookup(ifname=device)[0]
+                    t0 = time.perf_counter()
+                    host.link("set", index=index, net_ns_fd=pod_fd, ifname="net1", state="up")
+                    into.append(time.perf_counter() - t0)
+                    index = pod.link_lookup(ifname="net1")[0]
+                    t0 = time.perf_counter()
+                    pod.link("set", index=index, net_ns_fd=host_fd, ifname=device, state="down")
+                    out.append(time.perf_counter() - t0)
+            finally:
+                os.close(pod_fd)
+                os.close(host_fd)
+    finally:
+        _del_netns(netns)
+    return {
+        "move_in": statistics.median(into[1:]) * 1e3,
+        "move_out": statistics.median(out[1:]) * 1e3,
+    }
 
 
 def _spawn(
@@ -299,8 +333,16 @@ def _report(bench: Bench, big: VethHost, args: argparse.Namespace) -> int:
     floor = _floor(bench, args.runs)
     print(
         f"floor: python3 -IS -c pass {floor['python']:.1f} ms; shim VERSION via agent "
-        f"{floor['shim']:.1f} ms; Go host-local VERSION {floor['go']:.1f} ms"
+        f"{floor['shim']:.1f} ms; Go host-local VERSION {floor['go']:.1f} ms; kernel netns "
+        f"move in {floor['move_in']:.1f} ms, out {floor['move_out']:.1f} ms"
     )
+    # The least any shim + agent invocation can cost: its round trip plus the kernel's move.
+    for op, move in (("ADD", floor["move_in"]), ("DEL", floor["move_out"])):
+        least = floor["shim"] + move
+        print(
+            f"  least possible shim+agent {op}: {least:.1f} ms = {least / (base[op] * 1e3):.2f}x "
+            f"Go host-device (round trip + move, before any record, IPAM or address)"
+        )
     if args.concurrent:
         bench.host = big
         count = min(args.concurrent, len(big.pairs))
