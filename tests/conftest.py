@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
 from functools import cache
+from pathlib import Path
 
 import pytest
+
+from sriovkit.sim.veth import VETH_MARKER
 
 
 @cache
@@ -39,3 +44,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _veth_tokens(base: Path) -> set[str]:
+    """Tokens of the veth-mode hosts this session made under its temporary directory."""
+    tokens: set[str] = set()
+    for depth in ("*", "*/*", "*/*/*"):
+        for marker in base.glob(f"{depth}/{VETH_MARKER}"):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                tokens.add(json.loads(marker.read_text()).get("token", ""))
+    return tokens - {""}
+
+
+def _tagged_links(tokens: set[str]) -> list[str]:
+    proc = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return []
+    out = []
+    for link in json.loads(proc.stdout or "[]"):
+        kind, _, token = str(link.get("ifalias", "")).partition(" ")
+        if kind == "sriovkit-veth" and token in tokens:
+            out.append(str(link["ifname"]))
+    return out
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a test left veth pairs of its simulated hosts in the host netns.
+
+    Only links tagged with the token of a host made under this session's own temporary
+    directory count, so another session (or a benchmark) running meanwhile is never blamed.
+    The leftovers are deleted, so one faulty test cannot pile pairs up run after run.
+    """
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    base = getattr(factory, "_basetemp", None)
+    if base is None or os.geteuid() != 0 or shutil.which("ip") is None:
+        return
+    leaked = _tagged_links(_veth_tokens(Path(base)))
+    if not leaked:
+        return
+    for name in leaked:
+        subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    text = f"tests left {len(leaked)} veth link(s) of simulated hosts behind: {', '.join(leaked)}"
+    if reporter is not None:
+        reporter.write_line(f"ERROR: {text} (deleted now)", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
