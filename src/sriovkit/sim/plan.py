@@ -9,102 +9,23 @@ alone behind a root port. Bus numbers are handed out so that VFs which spill ont
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 from sriovkit.errors import InvalidInput
 from sriovkit.model.pci import PciAddress
 from sriovkit.sim.chipset import HOST_BRIDGE, NVME, PCH_FUNCTIONS, PCH_SLOTS, ExtraDevice
 from sriovkit.sim.config import BridgeRegs
-from sriovkit.sim.profiles import DRIVERS, IO, MEM64PF, PROFILES, BarDef, CardProfile
-from sriovkit.sim.spec import BarSpec, DevSpec, HostSpec, NetSpec, PfSpec, RootBus
-
-# (root bus, NUMA node, last bus of its range)
-ROOT_BUSES = (
-    (0x00, 0, 0x16),
-    (0x17, 0, 0x39),
-    (0x3A, 0, 0x5C),
-    (0x5D, 0, 0x7F),
-    (0x85, 1, 0xAD),
-    (0xAE, 1, 0xD6),
-    (0xD7, 1, 0xFF),
+from sriovkit.sim.layout import (
+    CARD_STACKS,
+    CPUS_PER_NODE,
+    MB,
+    ROOT_BUSES,
+    ROOT_PORT_IDS,
+    Fn,
+    Root,
+    window,
 )
-CARD_STACKS = (0x3A, 0xAE, 0x5D, 0xD7, 0x17, 0x85)
-ROOT_PORT_IDS = (0x2030, 0x2031, 0x2032, 0x2033)
-MMIO32_BASE, MMIO32_STEP = 0x90000000, 0x0D800000
-MMIO64_BASE, MMIO64_STEP = 0x38000000000, 0x1000000000
-CPUS_PER_NODE = 16
-MB = 1 << 20
-
-
-def _align(value: int, align: int) -> int:
-    return (value + align - 1) // align * align
-
-
-@dataclass(slots=True)
-class _Root:
-    bus: int
-    node: int
-    last_bus: int
-    index: int
-    next_bus: int = 0
-    next_port: int = 0
-    io: int = 0
-    mem: int = 0
-    mem64: int = 0
-    spec: RootBus | None = None
-
-    def __post_init__(self) -> None:
-        self.next_bus = self.bus + 1
-        self.io = 0x1000 if self.index == 0 else 0x4000 + (self.index - 1) * 0x2000
-        self.mem = MMIO32_BASE + self.index * MMIO32_STEP
-        self.mem64 = MMIO64_BASE + self.index * MMIO64_STEP
-        io_end = 0x3FFF if self.index == 0 else self.io + 0x1FFF
-        self.spec = RootBus(
-            self.bus,
-            self.node,
-            (0 if self.index == 0 else self.io, io_end),
-            (self.mem, self.mem + MMIO32_STEP - 1),
-            (self.mem64, self.mem64 + MMIO64_STEP - 1),
-        )
-
-
-@dataclass(slots=True)
-class _Fn:
-    """A function to place behind a root port (or on a root bus)."""
-
-    fn: int
-    vendor: int
-    device: int
-    subsys: tuple[int, int]
-    revision: int
-    cls: int
-    driver: str | None
-    caps: str
-    pcie: bool
-    link: tuple[int, int]
-    bars: tuple[BarDef, ...]
-    rom_size: int = 0
-    vf_bars: tuple[BarDef, ...] = ()
-    vf_total: int = 0
-    slot: int = 0
-    multifunction: bool = False
-    profile: CardProfile | None = None
-    port: int = 0
-    assigned: dict[tuple[str, int], int] = field(default_factory=dict)
-
-
-def _window(items: list[tuple[_Fn, str, int, int]], start: int, gran: int) -> tuple[int, int]:
-    """Place (fn, key, index, size) items naturally aligned from `start`; return the window."""
-    if not items:
-        return start, start
-    items.sort(key=lambda it: -it[3])
-    base = _align(start, max(gran, items[0][3]))
-    cursor = base
-    for fn, key, index, size in items:
-        cursor = _align(cursor, size)
-        fn.assigned[(key, index)] = cursor
-        cursor += size
-    return base, _align(cursor, gran)
+from sriovkit.sim.profiles import DRIVERS, IO, MEM64PF, PROFILES, BarDef, CardProfile
+from sriovkit.sim.spec import BarSpec, DevSpec, HostSpec, NetSpec, PfSpec
 
 
 class Planner:
@@ -114,7 +35,7 @@ class Planner:
         self.seed = seed
         self.rng = random.Random(seed)  # noqa: S311 - MACs, not secrets
         self.extras = extras
-        self.roots = {b: _Root(b, n, last, i) for i, (b, n, last) in enumerate(ROOT_BUSES)}
+        self.roots = {b: Root(b, n, last, i) for i, (b, n, last) in enumerate(ROOT_BUSES)}
         self.devices: list[DevSpec] = []
         self.pfs: list[PfSpec] = []
         self.irq = 24
@@ -123,11 +44,11 @@ class Planner:
 
     # -- placement ---------------------------------------------------------------------------
     def _place(
-        self, root: _Root, fns: list[_Fn]
+        self, root: Root, fns: list[Fn]
     ) -> tuple[tuple[int, int] | None, tuple[int, int] | None, tuple[int, int] | None]:
-        io: list[tuple[_Fn, str, int, int]] = []
-        mem: list[tuple[_Fn, str, int, int]] = []
-        pref: list[tuple[_Fn, str, int, int]] = []
+        io: list[tuple[Fn, str, int, int]] = []
+        mem: list[tuple[Fn, str, int, int]] = []
+        pref: list[tuple[Fn, str, int, int]] = []
         for fn in fns:
             for bar in fn.bars:
                 target = io if bar.kind == IO else pref if bar.kind == MEM64PF else mem
@@ -142,20 +63,20 @@ class Planner:
             if not items:
                 windows.append(None)
                 continue
-            lo, hi = _window(items, getattr(root, attr), gran)
+            lo, hi = window(items, getattr(root, attr), gran)
             setattr(root, attr, hi)
             windows.append((lo, hi - 1))
         return windows[0], windows[1], windows[2]
 
-    def _bars(self, fn: _Fn, key: str, defs: tuple[BarDef, ...]) -> list[BarSpec]:
+    def _bars(self, fn: Fn, key: str, defs: tuple[BarDef, ...]) -> list[BarSpec]:
         return [BarSpec(b.index, b.size, b.kind, fn.assigned[(key, b.index)]) for b in defs]
 
     def _spec(
         self,
-        fn: _Fn,
+        fn: Fn,
         addr: PciAddress,
         path: str,
-        root: _Root,
+        root: Root,
         role: str,
         net: NetSpec | None = None,
         port_number: int = 0,
@@ -191,7 +112,7 @@ class Planner:
             port=fn.port,
         )
 
-    def _slot(self, root: _Root, fns: list[_Fn], buses: int, rp: tuple[int, int, int]) -> str:
+    def _slot(self, root: Root, fns: list[Fn], buses: int, rp: tuple[int, int, int]) -> str:
         """Put `fns` on a new bus behind root port (slot, function, device id) of `root`."""
         sec = root.next_bus
         sub = sec + buses - 1
@@ -202,7 +123,7 @@ class Planner:
         rp_addr = PciAddress(0, root.bus, rp[0], rp[1])
         gen = max(f.link[0] for f in fns)
         width = max(f.link[1] for f in fns)
-        port_fn = _Fn(
+        port_fn = Fn(
             0,
             0x8086,
             rp[2],
@@ -251,7 +172,7 @@ class Planner:
         rp_dev = root.next_port
         root.next_port += 1
         fns = [
-            _Fn(
+            Fn(
                 k,
                 prof.vendor,
                 prof.device,
@@ -308,7 +229,7 @@ class Planner:
             )
         self.cards += 1
 
-    def _next_stack(self, buses: int) -> _Root:
+    def _next_stack(self, buses: int) -> Root:
         order = CARD_STACKS[self.cards % len(CARD_STACKS) :] + CARD_STACKS
         for bus in order:
             root = self.roots[bus]
@@ -317,8 +238,8 @@ class Planner:
         raise InvalidInput("profiles", "too many cards: no free root port with enough buses")
 
     # -- chipset and friends -----------------------------------------------------------------------
-    def _extra_fn(self, extra: ExtraDevice, fn: int, slot: int = 0, mf: bool = False) -> _Fn:
-        return _Fn(
+    def _extra_fn(self, extra: ExtraDevice, fn: int, slot: int = 0, mf: bool = False) -> Fn:
+        return Fn(
             fn,
             extra.vendor,
             extra.device,
@@ -338,7 +259,7 @@ class Planner:
     def add_extras(self) -> None:
         """Host bridge, PCH functions, a plain I210, a VGA and an NVMe drive."""
         root0 = self.roots[0]
-        host = _Fn(
+        host = Fn(
             0,
             HOST_BRIDGE.vendor,
             HOST_BRIDGE.device,
