@@ -128,11 +128,18 @@ def _in_root(root: str, path: str) -> str:
 
 
 def _read(path: str, default: str = "") -> str:
+    # os-level reads: a buffered text file object costs ~3x more, and the fake reads dozens of
+    # these per netlink call.
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read().strip()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return default
+    try:
+        return os.read(fd, 65536).decode("utf-8", "replace").strip()
+    except OSError:
+        return default
+    finally:
+        os.close(fd)
 
 
 def _int(text: str, default: int) -> int:
