@@ -2,7 +2,8 @@
 
 Everything is read the way the kernel lays it out, so the same code serves a real host (root `/`)
 and a tree written by `sriovkit.sim`. Reads are kept to a minimum per device because a host can
-carry thousands of VFs: the `uevent` file alone carries driver, class, ids, slot and modalias.
+carry thousands of VFs: the `uevent` file alone carries driver, class, ids, slot and modalias,
+and a PF's VFs after the first need not even that (`pciwalk` says why).
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import errno as errno_mod
 import os
 from pathlib import Path
 
-from sriovkit.errors import HostError, InvalidInput, NotFound
+from sriovkit.errors import HostError, NotFound
+from sriovkit.host.pciwalk import walk
 from sriovkit.model.device import NetdevInfo, PciDevice, SriovInfo
-from sriovkit.model.pci import PciAddress, vf_address
+from sriovkit.model.pci import PciAddress
 from sriovkit.model.uevent import ids_from_uevent, is_pci_name, parse_uevent, pci_name_in_path
 
 PCI_DEVICES = "sys/bus/pci/devices"
 CLASS_NET = "sys/class/net"
+PCI_DRIVERS = "sys/bus/pci/drivers"
 
 
 def _read(path: str) -> str | None:
@@ -223,76 +226,13 @@ class Sysfs:
         )
 
     def devices(self) -> list[PciDevice]:
-        """Every function, in address order.
-
-        A PF's routing id is always below its VFs' (First VF Offset >= 1), so walking in address
-        order meets each PF first; its VFs' addresses then follow from offset and stride
-        (PCIe SR-IOV spec) and need no physfn/virtfn link reads of their own. VFs take the
-        cheaper `_vf_device` path: thousands of them share a handful of id tuples.
-        """
+        """Every function, in address order (see `pciwalk` for how VFs are read cheaply)."""
         names = self._pci_names()
-        present = set(names)
-        nets = self._netdev_names_by_pci()
-        # Keyed by address text: hashing thousands of dataclass addresses shows up in profiles.
-        known_vfs: dict[str, tuple[PciAddress, PciDevice, int]] = {}
-        ids_cache: dict[tuple[str, str, str, str], tuple[int, int, int, int, int, str]] = {}
-        out: list[PciDevice] = []
-        for name in names:
-            vf = known_vfs.get(name)
-            if vf is not None:
-                out.append(self._vf_device(name, *vf, nets.get(name, ()), ids_cache))
-                continue
-            addr = PciAddress.try_parse(name)
-            if addr is None:
-                continue
-            dev = self.device(addr, netdevs=nets.get(name, ()))
-            out.append(dev)
-            s = dev.sriov
-            if s is not None and s.num_vfs and s.stride:
-                for index in range(s.num_vfs):
-                    try:
-                        vf_addr = vf_address(addr, s.offset, s.stride, index)
-                    except InvalidInput:
-                        break
-                    text = str(vf_addr)
-                    if text in present:
-                        known_vfs[text] = (vf_addr, dev, index)
-        return out
-
-    def _vf_device(
-        self,
-        name: str,
-        addr: PciAddress,
-        pf: PciDevice,
-        index: int,
-        netdevs: tuple[str, ...],
-        ids_cache: dict[tuple[str, str, str, str], tuple[int, int, int, int, int, str]],
-    ) -> PciDevice:
-        """A VF known from its PF: one `uevent` read and one `iommu_group` readlink."""
-        base = f"{self._root_s}/{PCI_DEVICES}/{name}"
-        text = _read(f"{base}/uevent")
-        if text is None:
-            return self.device(addr, netdevs=netdevs, vf_of=(pf, index))
-        ev = parse_uevent(text)
-        key = (
-            ev.get("PCI_ID", "0:0"),
-            ev.get("PCI_SUBSYS_ID", "0:0"),
-            ev.get("PCI_CLASS", "0"),
-            ev.get("MODALIAS", ""),
+        if not names:
+            return []
+        return walk(
+            self, self._p(PCI_DEVICES), self._p(PCI_DRIVERS), names, self._netdev_names_by_pci()
         )
-        ids = ids_cache.get(key)
-        if ids is None:
-            ids = ids_cache[key] = ids_from_uevent(*key)
-        vid, did, svid, sdid, class_code, modalias = ids
-        try:
-            group: str | None = os.readlink(f"{base}/iommu_group")
-        except OSError:
-            group = None
-        return PciDevice(
-            addr, vid, did, svid, sdid, class_code, None, ev.get("DRIVER"), modalias,
-            pf.numa_node, int(group.rsplit("/", 1)[-1]) if group else None, netdevs,
-            pf.address, index, None,
-        )  # fmt: skip
 
     def revision(self, addr: PciAddress) -> int | None:
         """Revision id (sysfs `revision`)."""
@@ -324,21 +264,26 @@ class Sysfs:
         return _pci_in_path(target)
 
     def _netdev_names_by_pci(self) -> dict[str, tuple[str, ...]]:
-        out: dict[str, list[str]] = {}
-        base = self._p(CLASS_NET)
+        out: dict[str, tuple[str, ...]] = {}
         try:
-            names = os.listdir(base)
+            fd = os.open(self._p(CLASS_NET), os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             return {}
-        for name in names:
-            try:
-                target = os.readlink(f"{base}/{name}")
-            except OSError:
-                continue
-            pci = pci_name_in_path(target)
-            if pci is not None:
-                out.setdefault(pci, []).append(name)
-        return {a: tuple(sorted(n)) for a, n in out.items()}
+        # Links read relative to an open directory: the kernel then walks one component, not
+        # the whole path, per netdev (thousands of VF netdevs).
+        try:
+            for name in os.listdir(fd):
+                try:
+                    target = os.readlink(name, dir_fd=fd)
+                except OSError:
+                    continue
+                pci = pci_name_in_path(target)
+                if pci is not None:
+                    prev = out.get(pci)
+                    out[pci] = (name,) if prev is None else tuple(sorted((*prev, name)))
+        finally:
+            os.close(fd)
+        return out
 
     def netdev_map(self) -> dict[PciAddress, tuple[str, ...]]:
         """PCI function -> its netdevs, from one readlink per `/sys/class/net` entry.
