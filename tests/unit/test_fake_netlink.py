@@ -11,7 +11,9 @@ import pytest
 
 from sriovkit.errors import HostError, NotFound, Timeout
 from sriovkit.model.vf import LinkState, VfSettings, VlanProto
+from sriovkit.sim import create_host
 from sriovkit.sim.netlink import FakeNetlink
+from sriovkit.sim.netlink_state import STATE_FILE
 
 
 def make_host(root: Path, pfs: list[tuple[str, str, str, int]], carrier: bool = True) -> Path:
@@ -287,9 +289,6 @@ def test_altnames_add_and_delete_like_the_kernel() -> None:
 def test_reading_vfs_saves_the_state_only_when_the_read_initialised_them(tmp_path: Path) -> None:
     # A PF's VF table is created (and saved) by the first read after VFs appear; later reads
     # change nothing and must not rewrite the state file (a real PF's read is side-effect free).
-    from sriovkit.sim import create_host
-    from sriovkit.sim.netlink_state import STATE_FILE
-
     host = create_host(tmp_path, ["82576"], vfs=2, extras=False)
     pf = host.pfs[0].netdev
     assert pf is not None

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sriovkit.host.pciids import PciIds
+import pytest
+
+from sriovkit.host.pciids import PciIds, _find_device
 from sriovkit.model.iomem import parse_iomem, ranges_by_device
 from sriovkit.model.pci import PciAddress
 
@@ -67,3 +69,33 @@ def test_pciids_missing_has_a_clear_reason(tmp_path: Path) -> None:
     assert not ids.available
     assert ids.vendor(0x8086) is None
     assert ids.missing_reason is not None and "absent.ids" in ids.missing_reason
+
+
+def _device_ids(block: str) -> list[str]:
+    return [line[1:5] for line in block.split("\n") if line[:1] == "\t" and line[1:2] != "\t"]
+
+
+def test_device_search_finds_every_device_of_the_real_database() -> None:
+    # The binary search must land exactly where a plain search does, for every device of
+    # every vendor the system's pci.ids lists (and miss what it does not list).
+    ids = PciIds()
+    if not ids.available:
+        pytest.skip("no pci.ids on this machine (Debian package pci.ids)")
+    text = ids._load()
+    checked = 0
+    for vendor in ("8086", "15b3", "14e4", "10de", "1af4"):
+        block = ids._block(f"{vendor}  ")
+        assert block is not None
+        for dev in _device_ids(block):
+            assert _find_device(block, dev) == block.find(f"\n\t{dev}  "), (vendor, dev)
+            checked += 1
+        assert _find_device(block, "zzzz") == -1
+    assert checked > 1000 and text
+
+
+def test_device_search_still_finds_devices_of_an_unsorted_block() -> None:
+    lines = [f"\t{i:04x}  Device {i}\n\t\t8086 {i:04x}  Sub {i}" for i in range(600, 0, -3)]
+    block = "8086  Intel\n" + "\n".join(lines) + "\n"
+    for dev in _device_ids(block):
+        assert _find_device(block, dev) == block.find(f"\n\t{dev}  ")
+    assert _find_device(block, "0001") == -1

@@ -86,7 +86,7 @@ class PciIds:
         block = self._block(f"{vendor_id:04x}  ")
         if not block:
             return None
-        dev_at = block.find(f"\n\t{device_id:04x}  ")
+        dev_at = _find_device(block, f"{device_id:04x}")
         if dev_at < 0:
             return None
         end = block.find("\n\t", dev_at + 1)
@@ -124,6 +124,35 @@ class PciIds:
             subsystem=self.subsystem(vendor_id, device_id, sub_vendor, sub_device),
             class_name=self.class_name(class_code),
         )
+
+
+def _find_device(block: str, device: str) -> int:
+    """Offset of the line `\t<device>  name` in a vendor's block, or -1.
+
+    pci.ids lists a vendor's devices sorted by id, so a binary search over line starts finds
+    it in ~20 short steps; a plain `find` over Intel's ~360 KB block took ~0.2 ms, since the
+    needle's characters are everywhere in the text. A miss in the search window falls back to
+    the plain search, so an unsorted file still gives the right answer.
+    """
+    needle = f"\n\t{device}  "
+    lo, hi = 0, len(block)
+    while hi - lo > 2048:
+        mid = (lo + hi) // 2
+        at = block.find("\n\t", mid, hi)
+        while at >= 0 and block.startswith("\n\t\t", at):  # a subsystem line: next one
+            at = block.find("\n\t", at + 1, hi)
+        if at < 0:
+            hi = mid
+            continue
+        here = block[at + 2 : at + 6]
+        if here < device:
+            lo = at + 1
+        elif here > device:
+            hi = at + 1
+        else:
+            return at if block.startswith(needle, at) else block.find(needle)
+    found = block.find(needle, max(lo - 1, 0), hi + len(needle))
+    return found if found >= 0 else block.find(needle)
 
 
 def find_pci_ids() -> Path | None:
