@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import io
 import lzma
 import stat
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,14 @@ import pytest
 from sriovkit.lab import initramfs
 from sriovkit.lab.errors import LabUnavailable
 from sriovkit.lab.junit import Status, junit_key, read_junit
-from sriovkit.lab.runner import KERNEL_ARGS, stage2_script
+from sriovkit.lab.runner import (
+    KERNEL_ARGS,
+    RCU_STALL,
+    Outcome,
+    _pump,
+    _StallWatch,
+    stage2_script,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,9 +56,7 @@ def test_read_junit_keeps_pass_fail_skip_and_teardown_errors(tmp_path: Path) -> 
     assert got[("t.m", "bad")].status is Status.FAILED
     assert "assert 1 == 2" in got[("t.m", "bad")].message
     assert "tb here" in got[("t.m", "bad")].message
-    assert (got[("t.m", "skip")].status, got[("t.m", "skip")].message) == (
-        Status.SKIPPED, "no igb"
-    )
+    assert (got[("t.m", "skip")].status, got[("t.m", "skip")].message) == (Status.SKIPPED, "no igb")
     assert got[("t.m", "td")].status is Status.FAILED
 
 
@@ -85,13 +93,13 @@ def test_module_order_names_a_missing_module(tmp_path: Path) -> None:
 def _read_newc(blob: bytes) -> dict[str, tuple[int, bytes, int]]:
     entries, pos = {}, 0
     while True:
-        assert blob[pos:pos + 6] == b"070701"
-        fields = [int(blob[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
+        assert blob[pos : pos + 6] == b"070701"
+        fields = [int(blob[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
         namesize, filesize = fields[11], fields[6]
         name_start = pos + 110
-        name = blob[name_start:name_start + namesize - 1].decode()
+        name = blob[name_start : name_start + namesize - 1].decode()
         data_start = name_start + namesize + (-(110 + namesize) % 4)
-        data = blob[data_start:data_start + filesize]
+        data = blob[data_start : data_start + filesize]
         pos = data_start + filesize + (-filesize % 4)
         if name == "TRAILER!!!":
             return entries
@@ -100,8 +108,11 @@ def _read_newc(blob: bytes) -> dict[str, tuple[int, bytes, int]]:
 
 def test_initramfs_is_a_newc_archive_with_init_console_and_modules(tmp_path: Path) -> None:
     moddir = _moddir(tmp_path)
-    for rel in ("kernel/fs/netfs/netfs.ko.xz", "kernel/drivers/dca/dca.ko.xz",
-                "kernel/drivers/net/ethernet/intel/igb/igb.ko.xz"):
+    for rel in (
+        "kernel/fs/netfs/netfs.ko.xz",
+        "kernel/drivers/dca/dca.ko.xz",
+        "kernel/drivers/net/ethernet/intel/igb/igb.ko.xz",
+    ):
         (moddir / rel).parent.mkdir(parents=True, exist_ok=True)
         (moddir / rel).write_bytes(lzma.compress(b"\x7fELF " + rel.encode()))
     busybox = tmp_path / "busybox"
@@ -121,7 +132,9 @@ def test_initramfs_is_a_newc_archive_with_init_console_and_modules(tmp_path: Pat
 
 def test_stage2_runs_the_command_quoted_and_reports_its_exit_code() -> None:
     script = stage2_script(
-        ["python", "-c", "print('a b')"], cwd=Path("/work/x y"), env={"CI": "true"},
+        ["python", "-c", "print('a b')"],
+        cwd=Path("/work/x y"),
+        env={"CI": "true"},
         modules=Path("/cache/lib/modules/6.12"),
     )
     assert "python -c 'print('\"'\"'a b'\"'\"')' > /dev/hvc0 2>&1 < /dev/null" in script
@@ -130,3 +143,38 @@ def test_stage2_runs_the_command_quoted_and_reports_its_exit_code() -> None:
     assert "echo $? > /run/sriovkit-lab/exit-code" in script
     # Both igb functions are only visible with ARI off (QEMU's igb reports Next Function 0).
     assert "pci=noari" in KERNEL_ARGS
+
+
+def test_stall_watch_notices_an_rcu_stall_report_split_across_reads(tmp_path: Path) -> None:
+    console = tmp_path / "console.log"
+    watch = _StallWatch(console)
+    assert not watch.stalled()  # no log yet
+    console.write_bytes(
+        b"[    1.0] igb 0000:01:00.0: Intel(R) Gigabit Ethernet\n[   83.1] rcu: INFO: rcu_pre"
+    )
+    assert not watch.stalled()
+    with console.open("ab") as fh:
+        fh.write(b"empt detected stalls on CPUs/tasks:\n")
+    assert watch.stalled()
+
+
+def test_pump_stops_a_guest_whose_kernel_reports_an_rcu_stall(tmp_path: Path) -> None:
+    # A stand-in for QEMU that prints, then goes quiet while its "kernel" logs an RCU stall.
+    console = tmp_path / "console.log"
+    console.write_bytes(b"")
+    script = (
+        f"echo booted; echo '[ 83.1] {RCU_STALL.decode()} on CPUs/tasks:' >> {console}; sleep 60"
+    )
+    proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE)
+    out = io.BytesIO()
+    try:
+        started = time.monotonic()
+        ended = _pump(proc, out, started + 30, _StallWatch(console))
+        assert ended is Outcome.STALLED
+        assert time.monotonic() - started < 15
+        assert out.getvalue() == b"booted\n"
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()

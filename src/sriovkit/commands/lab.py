@@ -101,7 +101,10 @@ def run(
         _log(f"guest exited {result.exit_code} after {result.wall:.1f} s")
     else:
         keep = True
-        what = "timed out" if result.outcome is Outcome.TIMEOUT else "died"
+        what = {
+            Outcome.TIMEOUT: "timed out",
+            Outcome.STALLED: "was stopped: its kernel reported an RCU stall (an emulator fault)",
+        }.get(result.outcome, "died")
         _log(f"the guest {what} after {result.wall:.1f} s; kernel log {result.console_log}:")
         click.echo(_tail(result.console_log), err=True)
         click.echo(_tail(result.qemu_log, 10), err=True)

@@ -96,14 +96,23 @@ class LabSession:
                 self._say(self.unavailable)
                 return
             setup_wall = time.monotonic() - started
-            self.share = Path(tempfile.mkdtemp(prefix="sriovkit-lab-pytest-"))
             timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
-            self._say(f"booting the guest for {len(self.nodeids)} lab test(s)")
             env = {"CI": os.environ["CI"]} if "CI" in os.environ else {}
-            self.result = run_in_guest(
-                assets, self._guest_command(self.config.get_verbosity() >= 0), self.share,
-                out=sys.stdout.buffer, cwd=self.config.rootpath, env=env, timeout=timeout,
-            )
+            for attempt in (1, 2):
+                share = Path(tempfile.mkdtemp(prefix="sriovkit-lab-pytest-"))
+                self._say(f"booting the guest for {len(self.nodeids)} lab test(s)")
+                result = run_in_guest(
+                    assets, self._guest_command(self.config.get_verbosity() >= 0), share,
+                    out=sys.stdout.buffer, cwd=self.config.rootpath, env=env, timeout=timeout,
+                )  # fmt: skip
+                if result.outcome is not Outcome.STALLED or attempt == 2:
+                    break
+                # An emulator fault, not a test result (see runner.KERNEL_ARGS): once more.
+                self._say(
+                    f"the guest kernel reported an RCU stall after {result.wall:.0f} s "
+                    f"(kept {share}); starting the lab session again"
+                )
+            self.share, self.result = share, result
             junit = self.share / "junit.xml"
             self.outcomes = read_junit(junit) if junit.exists() else {}
             self._say(
@@ -136,6 +145,7 @@ class LabSession:
         why = {
             Outcome.TIMEOUT: "the guest timed out",
             Outcome.DIED: "the guest died",
+            Outcome.STALLED: "the guest kernel reported RCU stalls twice (an emulator fault)",
             Outcome.EXITED: f"the guest's pytest exited {self.result.exit_code} without it",
         }[self.result.outcome]
         tail = ""

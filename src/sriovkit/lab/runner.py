@@ -36,9 +36,14 @@ _PR_SET_PDEATHSIG = 1
 # `pci=noari`: QEMU's igb reports ARI with "Next Function 0", so without it the guest never sees
 # function 1. `intel_iommu=on iommu=pt`: each VF gets its own IOMMU group (vfio-pci works).
 # `panic=-1` + QEMU's -no-reboot: a dying guest ends QEMU at once instead of hanging.
+# `nohz=off highres=off`: the guest's timer runs in periodic mode. Under TCG a vCPU going idle
+# with a one-shot (TSC-deadline) timer armed sometimes never got that interrupt: the guest saw
+# "rcu_preempt kthread timer wakeup didn't happen ... Possible timer handling issue on cpu=0",
+# every RCU grace period then took ~21 s and a lab session crawled past its timeout. A periodic
+# timer re-fires on its own, so one lost interrupt costs one tick, not the vCPU.
 KERNEL_ARGS = (
     "console=ttyS0 quiet pci=noari intel_iommu=on iommu=pt panic=-1 "
-    "mitigations=off rdinit=/init"
+    "mitigations=off nohz=off highres=off rdinit=/init"
 )
 
 
@@ -48,6 +53,7 @@ class Outcome(enum.Enum):
     EXITED = "exited"
     TIMEOUT = "timeout"
     DIED = "died"
+    STALLED = "stalled"  # the guest kernel reported an RCU stall: it would crawl, so it was stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,20 +160,54 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _pump(proc: subprocess.Popen[bytes], out: BinaryIO, deadline: float) -> bool:
-    """Copy QEMU's stdout to `out` until it closes (True) or the deadline passes (False)."""
+# What the guest kernel prints when a grace period could not end (see KERNEL_ARGS): under TCG
+# every later grace period then takes ~21 s, so the session is stopped rather than left to crawl.
+RCU_STALL = b"rcu: INFO: rcu_preempt detected stalls"
+
+
+class _StallWatch:
+    """Reads the guest's console log as it grows and notices an RCU stall report."""
+
+    def __init__(self, console: Path) -> None:
+        self.console = console
+        self.offset = 0
+        self.tail = b""
+
+    def stalled(self) -> bool:
+        try:
+            with self.console.open("rb") as fh:
+                fh.seek(self.offset)
+                new = fh.read()
+        except OSError:
+            return False
+        self.offset += len(new)
+        text, self.tail = self.tail + new, (self.tail + new)[-len(RCU_STALL) :]
+        return RCU_STALL in text
+
+
+def _pump(
+    proc: subprocess.Popen[bytes], out: BinaryIO, deadline: float, watch: _StallWatch
+) -> Outcome | None:
+    """Copy QEMU's stdout to `out` until it closes (None); TIMEOUT at the deadline, STALLED
+    when the guest kernel reports an RCU stall."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
+    next_look = time.monotonic() + 2.0
     while True:
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = deadline - now
         if left <= 0:
-            return False
+            return Outcome.TIMEOUT
+        if now >= next_look:
+            next_look = now + 2.0
+            if watch.stalled():
+                return Outcome.STALLED
         ready, _, _ = select.select([fd], [], [], min(left, 1.0))
         if not ready:
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
-            return True
+            return None
         out.write(chunk)
         out.flush()
 
@@ -205,11 +245,11 @@ def run_in_guest(
         )
     outcome = Outcome.DIED
     try:
-        finished = _pump(proc, out, started + timeout)
-        if finished:
+        ended = _pump(proc, out, started + timeout, _StallWatch(share / "console.log"))
+        if ended is None:
             proc.wait(timeout=max(1.0, started + timeout - time.monotonic()))
         else:
-            outcome = Outcome.TIMEOUT
+            outcome = ended
     except subprocess.TimeoutExpired:
         outcome = Outcome.TIMEOUT
     finally:
@@ -222,7 +262,7 @@ def run_in_guest(
     code = _read_exit_code(share)
     if outcome is Outcome.DIED and code is not None:
         return GuestResult(Outcome.EXITED, code, time.monotonic() - started, share)
-    fallback = EXIT_TIMEOUT if outcome is Outcome.TIMEOUT else EXIT_GUEST_DIED
+    fallback = EXIT_TIMEOUT if outcome is Outcome.TIMEOUT else EXIT_GUEST_DIED  # STALLED too
     return GuestResult(outcome, fallback, time.monotonic() - started, share)
 
 
