@@ -62,7 +62,9 @@ def test_inventory_shows_both_pfs_with_real_sriov_figures(
         decoded = _lspci_sriov(pf)
         assert sriov["cap_offset"] == decoded["cap_offset"]
         assert (sriov["offset"], sriov["stride"], sriov["vf_device_id"]) == (
-            decoded["offset"], decoded["stride"], decoded["vf_device_id"]
+            decoded["offset"],
+            decoded["stride"],
+            decoded["vf_device_id"],
         )
         assert decoded["device_total_vfs"] == 8
         assert sriov["num_vfs"] == decoded["num_vfs"]
@@ -81,3 +83,47 @@ def test_inventory_lists_exactly_what_lspci_lists(inventory: Inventory) -> None:
         dev = inv[address]
         assert (dev["vendor_id"], dev["device_id"]) == (vendor, device)
         assert dev["class"].removeprefix("0x")[:4] == cls
+
+
+def _uevent(address: str) -> dict[str, str]:
+    lines = (PCI / address / "uevent").read_text().splitlines()
+    return dict(line.partition("=")[::2] for line in lines)
+
+
+def test_every_vf_matches_its_own_uevent_links_and_netdevs(
+    pfs: tuple[str, ...], inventory: Inventory
+) -> None:
+    # The inventory reads a PF's first VF in full and gives its siblings the same ids, class,
+    # subsystem and modalias (the kernel reads those once, from VF 0). On the real kernel each
+    # VF must still come out exactly as its own uevent, links and net/ directory say - one of
+    # them bound to vfio-pci, so it differs from the VF it was copied from.
+    from sriovkit.host.sysfs import Sysfs  # noqa: PLC0415
+    from sriovkit.model.pci import PciAddress  # noqa: PLC0415
+    from sriovkit.ops.vf import bind_driver, set_num_vfs  # noqa: PLC0415
+
+    sysfs = Sysfs(Path("/"))
+    subprocess.run(["modprobe", "vfio-pci"], check=True)
+    first = set_num_vfs(sysfs, PciAddress.parse(pfs[0]), 7)
+    set_num_vfs(sysfs, PciAddress.parse(pfs[1]), 3)
+    rebound = str(first[3].address)
+    assert bind_driver(sysfs, first[3].address, "vfio-pci") == "vfio-pci"
+
+    inv = inventory()
+    vfs = sorted(a for a, d in inv.items() if d["physfn"] is not None)
+    assert len(vfs) == 10
+    for address in vfs:
+        dev, ev = inv[address], _uevent(address)
+        vendor, device = ev["PCI_ID"].lower().split(":")
+        sub_vendor, sub_device = ev["PCI_SUBSYS_ID"].lower().split(":")
+        assert (dev["vendor_id"], dev["device_id"]) == (vendor.zfill(4), device.zfill(4))
+        assert (dev["subsystem_vendor_id"], dev["subsystem_device_id"]) == (
+            sub_vendor.zfill(4), sub_device.zfill(4)
+        )  # fmt: skip
+        assert dev["class"] == f"0x{int(ev['PCI_CLASS'], 16):06x}"
+        assert dev["modalias"] == ev["MODALIAS"]
+        assert dev["driver"] == ev.get("DRIVER")
+        assert dev["iommu_group"] == int((PCI / address / "iommu_group").resolve().name)
+        net = PCI / address / "net"
+        assert dev["netdevs"] == (sorted(p.name for p in net.iterdir()) if net.is_dir() else [])
+    assert inv[rebound]["driver"] == "vfio-pci" and inv[rebound]["netdevs"] == []
+    assert {inv[a]["driver"] for a in vfs if a != rebound} == {"igbvf"}
