@@ -299,3 +299,23 @@ def test_reading_vfs_saves_the_state_only_when_the_read_initialised_them(tmp_pat
     assert len(nl.vfs(pf)) == 2
     again = state.stat()
     assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+
+
+def test_link_names_match_the_links_after_renames_and_moves(tmp_path: Path) -> None:
+    # The veth-mode seam asks for names only, on every request: they must be what links()
+    # says, renames and netns moves made through the fake included.
+    host = create_host(tmp_path, ["82576", "x710"], vfs=2, extras=True)
+    nl = FakeNetlink(tmp_path)
+    assert nl.link_names() == [lk.name for lk in nl.links()]
+    vf_netdev = next(n for n in nl.link_names() if n not in {p.netdev for p in host.pfs})
+    pf = host.pfs[0].netdev
+    assert pf is not None
+    nl.set_link(pf, new_name="uplink0")
+    pod = tmp_path / "pod-netns"
+    pod.touch()
+    nl.move_link(vf_netdev, pod, new_name="net1")
+    names = nl.link_names()
+    assert names == [lk.name for lk in nl.links()]
+    assert "uplink0" in names and pf not in names and vf_netdev not in names
+    assert nl.in_netns(pod).link_names() == [lk.name for lk in nl.in_netns(pod).links()]
+    assert nl.in_netns(pod).link_names() == ["net1"]

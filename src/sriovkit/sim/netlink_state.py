@@ -195,13 +195,36 @@ def links_from_tree(root: Path) -> dict[str, SimLink]:
     return found
 
 
-def load_world(root: Path) -> World:
-    """The links from the tree with netlink's recorded changes on top."""
-    world = World(links=links_from_tree(root))
+def _saved(root: Path) -> dict[str, Any]:
     try:
         saved: dict[str, Any] = json.loads((root / STATE_FILE).read_text())
     except (OSError, ValueError):
         saved = {}
+    return saved
+
+
+def link_names(root: Path, netns: str = "") -> list[str]:
+    """Names of the tree's netdevs in `netns` ("" is the host's), after netlink's renames and
+    moves: what `load_world` would give, from one listing and the state file, without reading
+    every netdev's attributes (the veth-mode seam needs only the names, on every request)."""
+    try:
+        keys = os.listdir(f"{str(root).rstrip('/')}/sys/class/net")
+    except OSError:
+        keys = []
+    changed = _saved(root).get("links", {})
+    out = []
+    for key in sorted(keys):
+        over = changed.get(key)
+        name, where = (over["name"], over["netns"]) if over else (key, "")
+        if where == netns:
+            out.append(name)
+    return out
+
+
+def load_world(root: Path) -> World:
+    """The links from the tree with netlink's recorded changes on top."""
+    world = World(links=links_from_tree(root))
+    saved = _saved(root)
     for key, over in saved.get("links", {}).items():
         if key in world.links:
             link = world.links[key]
@@ -248,6 +271,7 @@ __all__ = [
     "STATE_FILE",
     "SimLink",
     "World",
+    "link_names",
     "links_from_tree",
     "load_world",
     "save_world",

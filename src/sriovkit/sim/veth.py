@@ -343,7 +343,7 @@ def open_veth_netlink(root: Path) -> SplitNetlink:
 
     fake = FakeNetlink(Path(root))
     veth_ends = {p.name for p in load_pairs(root)}
-    tree_links = frozenset(lk.name for lk in fake.links()) - veth_ends - {"lo"}
+    tree_links = frozenset(fake.link_names()) - veth_ends - {"lo"}
     return SplitNetlink(fake, Pyroute2Netlink(), tree_links)
 
 
