@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sriovkit.model.device import PciDevice
@@ -114,7 +115,7 @@ def _vfs(
             prefix = f"{domain:04x}:{bus:02x}:"
         name = prefix + _DEVFN[rid & 0xFF]
         if name in present:
-            out.append((name, index, PciAddress(domain, bus, rid >> 3 & 0x1F, rid & 7)))
+            out.append((name, index, PciAddress.from_routing_id(domain, rid)))
         rid += stride
     return out
 
@@ -211,9 +212,6 @@ def _vf_elsewhere(
         driver = None
     except OSError:
         return None
-    t = template
-    return PciDevice(
-        addr, t.vendor_id, t.device_id, t.subsystem_vendor_id, t.subsystem_device_id,
-        t.class_code, None, driver, t.modalias, t.numa_node, group, netdevs, t.physfn, index,
-        None,
-    )  # fmt: skip
+    return replace(
+        template, address=addr, driver=driver, iommu_group=group, netdevs=netdevs, vf_index=index
+    )
