@@ -81,6 +81,18 @@ def names_for(ids: PciIds, dev: PciDevice) -> Names:
     return names
 
 
+_IdKey = tuple[int, int, int, int, int]
+_IdText = tuple[str, str, str, str, str]
+
+
+def _id_key(dev: PciDevice) -> _IdKey:
+    """The ids that decide a function's names (VFs of one PF share them)."""
+    return (
+        dev.vendor_id, dev.device_id, dev.subsystem_vendor_id, dev.subsystem_device_id,
+        dev.class_code,
+    )  # fmt: skip
+
+
 def collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
     """Read every PCI function once and name it."""
     # Building records for thousands of VFs triggers the cyclic GC several times (~2 ms at
@@ -96,13 +108,13 @@ def collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
 
 def _collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
     devices = sysfs.devices()
-    names: dict[tuple[int, int, int, int, int], Names] = {}
+    names: dict[_IdKey, Names] = {}
     by_addr: dict[PciAddress, Names] = {}
     # One pass over thousands of functions: per-function work here shows up in the benchmark.
     for i, d in enumerate(devices):
         if d.sriov is not None:  # the capability offset changes neither ids nor address
             devices[i] = _pf_with_cap_offset(sysfs, d)
-        key = (d.vendor_id, d.device_id, d.subsystem_vendor_id, d.subsystem_device_id, d.class_code)
+        key = _id_key(d)
         found = names.get(key)
         if found is None:  # 4,096 VFs share a handful of id tuples
             found = names[key] = names_for(ids, d)
@@ -112,10 +124,6 @@ def _collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
 
 def _hex4(v: int) -> str:
     return f"{v:04x}"
-
-
-_IdKey = tuple[int, int, int, int, int]
-_IdText = tuple[str, str, str, str, str]
 
 
 def _id_text(key: _IdKey) -> _IdText:
@@ -158,13 +166,6 @@ def _device_json(dev: PciDevice, names: Names, ids: _IdText, physfn: str | None)
             "drivers_autoprobe": s.drivers_autoprobe,
         }
     return out
-
-
-def _id_key(dev: PciDevice) -> _IdKey:
-    return (
-        dev.vendor_id, dev.device_id, dev.subsystem_vendor_id, dev.subsystem_device_id,
-        dev.class_code,
-    )  # fmt: skip
 
 
 def device_json(dev: PciDevice, names: Names) -> dict[str, Any]:
