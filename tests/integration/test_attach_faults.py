@@ -31,10 +31,8 @@ from attach_lab import (  # noqa: E402
     CNI_DIR,
     KILLED,
     Lab,
-    drop_netns,
     ip_link,
     leased_ips,
-    make_netns,
 )
 
 from sriovkit.sim.veth import create_veth_host  # noqa: E402
@@ -60,15 +58,6 @@ def host(tmp_path: Path) -> Iterator[VethHost]:
         yield made
     finally:
         made.cleanup()
-
-
-@pytest.fixture
-def pod() -> Iterator[Path]:
-    path = make_netns()
-    try:
-        yield path
-    finally:
-        drop_netns(path)
 
 
 @pytest.mark.parametrize("release", ["del", "gc"])

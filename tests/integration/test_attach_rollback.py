@@ -15,8 +15,6 @@ import shutil
 import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,37 +42,8 @@ from attach_lab import (  # noqa: E402
     make_netns,
 )
 
-from sriovkit.sim.veth import create_veth_host  # noqa: E402
-
 if not (CNI_DIR / "host-local").is_file():
     pytest.skip(f"needs host-local in {CNI_DIR}", allow_module_level=True)
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[VethHost]:
-    made = create_veth_host(tmp_path / "host", "82576", vfs=2, prefix="skb" + uuid.uuid4().hex[:4])
-    try:
-        yield made
-    finally:
-        made.cleanup()
-
-
-@pytest.fixture
-def lab(host: VethHost, tmp_path: Path) -> Iterator[Lab]:
-    made = Lab(host.root, tmp_path / "state", tmp_path / "ipam")
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-@pytest.fixture
-def pod() -> Iterator[Path]:
-    path = make_netns()
-    try:
-        yield path
-    finally:
-        drop_netns(path)
 
 
 class Wrapped:

@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,28 +43,8 @@ from attach_lab import (  # noqa: E402
     make_netns,
 )
 
-from sriovkit.sim.veth import create_veth_host  # noqa: E402
-
 if not (CNI_DIR / "host-local").is_file():
     pytest.skip(f"needs host-local in {CNI_DIR}", allow_module_level=True)
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[VethHost]:
-    made = create_veth_host(tmp_path / "host", "82576", vfs=2, prefix="ska" + uuid.uuid4().hex[:4])
-    try:
-        yield made
-    finally:
-        made.cleanup()
-
-
-@pytest.fixture
-def lab(host: VethHost, tmp_path: Path) -> Iterator[Lab]:
-    made = Lab(host.root, tmp_path / "state", tmp_path / "ipam")
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 @pytest.fixture

@@ -45,25 +45,6 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[VethHost]:
-    made = create_veth_host(tmp_path / "host", "82576", vfs=2, prefix=prefix())
-    try:
-        yield made
-    finally:
-        made.cleanup()
-
-
-@pytest.fixture
-def pod() -> Iterator[Path]:
-    name = f"skpod-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield Path("/run/netns") / name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-
-
-@pytest.fixture
 def nl(host: VethHost) -> Iterator[SplitNetlink]:
     seam = open_netlink(host.root)
     assert isinstance(seam, SplitNetlink)
