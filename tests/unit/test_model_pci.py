@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from sriovkit.errors import InvalidInput
+from sriovkit.model.device import PciDevice
 from sriovkit.model.modalias import format_modalias, parse_modalias
 from sriovkit.model.pci import PciAddress, vf_address
 
@@ -56,3 +57,32 @@ def test_modalias_roundtrip() -> None:
     assert str(m) == text == format_modalias(0x8086, 0x10CA, 0x1AF4, 0x1100, 0x020000)
     with pytest.raises(InvalidInput):
         parse_modalias("usb:v1234")
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [((0x10000, 0, 0, 0), "domain/bus"), ((0, 0x100, 0, 0), "domain/bus"),
+     ((0, 0, 0x20, 0), "slot/function"), ((0, 0, 0, 8), "slot/function"),
+     ((0, -1, 0, 0), "domain/bus")],
+)  # fmt: skip
+def test_address_out_of_range_is_refused(args: tuple[int, int, int, int], what: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        PciAddress(*args)
+    assert what in str(err.value)
+    with pytest.raises(InvalidInput):
+        PciAddress.from_routing_id(0x10000, 0)
+
+
+def test_address_orders_and_hashes_as_its_numbers() -> None:
+    a, b = PciAddress.parse("0000:3b:00.1"), PciAddress.parse("0000:3b:10.0")
+    assert a < b and sorted([b, a]) == [a, b]
+    assert {a: 1}[PciAddress(0, 0x3B, 0, 1)] == 1
+    assert PciAddress.from_routing_id(0, 0x3B01) == a
+    assert repr(a) == "PciAddress(domain=0, bus=59, slot=0, function=1)"
+
+
+def test_device_field_ranges_the_inventory_slices() -> None:
+    # pciwalk and discover take these ranges by position (see PciDevice's docstring).
+    ids = ("vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id", "class_code")
+    assert PciDevice._fields[1:6] == ids
+    assert PciDevice._fields[1:10] == (*ids, "revision", "driver", "modalias", "numa_node")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sriovkit.model.device import PciDevice
@@ -76,35 +75,12 @@ def _iommu_groups(dir_fd: int, names: list[str]) -> dict[str, int | None]:
     return out
 
 
-class _Family:
-    """The VFs of one PF during a walk."""
-
-    __slots__ = ("bound", "fd", "head", "pf", "template")
-
-    def __init__(self, pf: PciDevice, fd: int) -> None:
-        self.pf = pf
-        self.fd = fd  # the directory holding the PF's and its VFs' directories
-        self.template: PciDevice | None = None  # the first VF, read in full
-        self.bound: frozenset[str] = frozenset()  # functions bound to the template's driver
-        # The template's PciDevice fields from vendor_id to numa_node, shared by its siblings.
-        self.head: _Head = (0, 0, 0, 0, 0, None, None, "", None)
-
-    def set_template(self, dev: PciDevice, bound: frozenset[str]) -> None:
-        """Record the first VF read in full and the functions bound to its driver."""
-        self.template, self.bound = dev, bound
-        self.head = (
-            dev.vendor_id, dev.device_id, dev.subsystem_vendor_id, dev.subsystem_device_id,
-            dev.class_code, dev.revision, dev.driver, dev.modalias, dev.numa_node,
-        )  # fmt: skip
-
-
-def _vfs(
+def _members(
     pf: PciAddress, offset: int, stride: int, count: int, present: set[str]
-) -> list[tuple[str, int, PciAddress]]:
-    """(name, index, address) of a PF's VFs that are present: routing id = PF rid + offset +
+) -> list[tuple[str, int, int]]:
+    """(name, index, routing id) of a PF's VFs that are present: routing id = PF rid + offset +
     index * stride (PCIe SR-IOV spec), carrying into the bus number, never past bus 0xff."""
     out = []
-    domain = pf.domain
     rid = pf.routing_id + offset
     bus, prefix = -1, ""
     for index in range(count):
@@ -112,10 +88,10 @@ def _vfs(
             break
         if rid >> 8 != bus:
             bus = rid >> 8
-            prefix = f"{domain:04x}:{bus:02x}:"
+            prefix = f"{pf.domain:04x}:{bus:02x}:"
         name = prefix + _DEVFN[rid & 0xFF]
         if name in present:
-            out.append((name, index, PciAddress.from_routing_id(domain, rid)))
+            out.append((name, index, rid))
         rid += stride
     return out
 
@@ -128,6 +104,89 @@ def _parent_fd(bus_fd: int, pf_name: str) -> int:
         return bus_fd
 
 
+class _Walk:
+    """One walk's shared reads: the sysfs seam, its netdev map and the drivers' bindings."""
+
+    __slots__ = ("bound", "bus_fd", "drivers_dir", "nets", "present", "sysfs")
+
+    def __init__(
+        self, sysfs: Sysfs, bus_fd: int, drivers_dir: str, names: list[str],
+        nets: dict[str, tuple[str, ...]],
+    ) -> None:  # fmt: skip
+        self.sysfs, self.bus_fd, self.drivers_dir, self.nets = sysfs, bus_fd, drivers_dir, nets
+        self.present = set(names)
+        self.bound: dict[str, frozenset[str]] = {}
+
+    def bound_to(self, driver: str | None) -> frozenset[str]:
+        """Names of the devices `driver` is bound to (its directory links each one by name)."""
+        if driver is None:
+            return frozenset()
+        found = self.bound.get(driver)
+        if found is None:
+            try:
+                found = frozenset(os.listdir(f"{self.drivers_dir}/{driver}"))
+            except OSError:
+                found = frozenset()
+            self.bound[driver] = found
+        return found
+
+    def family(self, pf: PciDevice, name: str) -> dict[str, PciDevice]:
+        """The records of a PF's VFs that are present, by name."""
+        s = pf.sriov
+        if s is None or not s.num_vfs or not s.stride:
+            return {}
+        members = _members(pf.address, s.offset, s.stride, s.num_vfs, self.present)
+        if not members:
+            return {}
+        fd = _parent_fd(self.bus_fd, name)
+        try:
+            return self._family(pf, fd, members)
+        finally:
+            if fd != self.bus_fd:
+                os.close(fd)
+
+    def _family(
+        self, pf: PciDevice, fd: int, members: list[tuple[str, int, int]]
+    ) -> dict[str, PciDevice]:
+        names = [n for n, _, _ in members]
+        groups = _iommu_groups(fd, names)
+        nets, sysfs = self.nets, self.sysfs
+        domain, pf_addr = pf.address.domain, pf.address
+        # The first VF is read in full; its siblings share its ids, class and modalias.
+        name, index, rid = members[0]
+        first = PciAddress.from_routing_id(domain, rid)
+        t = sysfs.device(first, netdevs=nets.get(name, ()), vf_of=(pf, index))
+        head: _Head = t[1:10]  # vendor_id to numa_node
+        bound = self.bound_to(t.driver)
+        out = {name: t}
+        rest, siblings = members[1:], names[1:]
+        if bound.issuperset(siblings) and groups.keys() >= set(siblings):
+            # The common case, every sibling bound like the first and its group read, built in
+            # one comprehension: thousands of VFs go through here.
+            out.update({
+                n: PciDevice(
+                    PciAddress.from_routing_id(domain, r), *head, groups[n], nets.get(n, ()),
+                    pf_addr, i, None,
+                )
+                for n, i, r in rest
+            })  # fmt: skip
+            return out
+        for name, index, rid in rest:
+            addr = PciAddress.from_routing_id(domain, rid)
+            group = groups.get(name, _UNREAD)
+            netdevs = nets.get(name, ())
+            if group != _UNREAD:
+                if name in bound:
+                    out[name] = PciDevice(addr, *head, group, netdevs, pf_addr, index, None)
+                    continue
+                other = _vf_elsewhere(fd, t, name, addr, index, group, netdevs)
+                if other is not None:
+                    out[name] = other
+                    continue
+            out[name] = sysfs.device(addr, netdevs=netdevs, vf_of=(pf, index))
+        return out
+
+
 def walk(
     sysfs: Sysfs, bus_dir: str, drivers_dir: str, names: list[str],
     nets: dict[str, tuple[str, ...]],
@@ -135,68 +194,27 @@ def walk(
     """Every function in `names` (sorted sysfs names), in that order.
 
     A PF's routing id is always below its VFs' (First VF Offset >= 1), so walking in address
-    order meets each PF first; its VFs' names then follow from offset and stride and need no
-    physfn/virtfn link reads of their own.
+    order meets each PF first; its VFs' names then follow from offset and stride, and their
+    records are built right then, with no physfn/virtfn link reads of their own.
     """
-    present = set(names)
-    known_vfs: dict[str, tuple[_Family, int, PciAddress, int | None]] = {}
-    bound: dict[str, frozenset[str]] = {}
+    vfs: dict[str, PciDevice] = {}
     out: list[PciDevice] = []
     bus_fd = os.open(bus_dir, os.O_RDONLY | os.O_DIRECTORY)
-    fds = [bus_fd]
     try:
+        w = _Walk(sysfs, bus_fd, drivers_dir, names, nets)
         for name in names:
-            vf = known_vfs.get(name)
-            if vf is None:
+            dev = vfs.get(name)
+            if dev is None:
                 addr = PciAddress.try_parse(name)
                 if addr is None:
                     continue
                 dev = sysfs.device(addr, netdevs=nets.get(name, ()))
-                out.append(dev)
-                s = dev.sriov
-                if s is not None and s.num_vfs and s.stride:
-                    vfs = _vfs(addr, s.offset, s.stride, s.num_vfs, present)
-                    fd = _parent_fd(bus_fd, name)
-                    if fd != bus_fd:
-                        fds.append(fd)
-                    family = _Family(dev, fd)
-                    groups = _iommu_groups(fd, [n for n, _, _ in vfs])
-                    for vf_name, index, vf_addr in vfs:
-                        group = groups.get(vf_name, _UNREAD)
-                        known_vfs[vf_name] = (family, index, vf_addr, group)
-                continue
-            family, index, addr, group = vf
-            if group != _UNREAD and name in family.bound:
-                # The common case, kept inline: thousands of VFs go through here.
-                out.append(PciDevice(
-                    addr, *family.head, group, nets.get(name, ()), family.pf.address, index, None
-                ))  # fmt: skip
-                continue
-            t = family.template
-            if t is not None and group != _UNREAD:
-                other = _vf_elsewhere(family.fd, t, name, addr, index, group, nets.get(name, ()))
-                if other is not None:
-                    out.append(other)
-                    continue
-            dev = sysfs.device(addr, netdevs=nets.get(name, ()), vf_of=(family.pf, index))
+                if dev.sriov is not None:
+                    vfs.update(w.family(dev, name))
             out.append(dev)
-            if t is None:
-                driver = dev.driver
-                if driver is not None and driver not in bound:
-                    bound[driver] = _bound_to(f"{drivers_dir}/{driver}")
-                family.set_template(dev, bound[driver] if driver is not None else frozenset())
     finally:
-        for fd in fds:
-            os.close(fd)
+        os.close(bus_fd)
     return out
-
-
-def _bound_to(driver_dir: str) -> frozenset[str]:
-    """Names of the devices a driver is bound to (its directory links each one by name)."""
-    try:
-        return frozenset(os.listdir(driver_dir))
-    except OSError:
-        return frozenset()
 
 
 def _vf_elsewhere(
@@ -212,6 +230,6 @@ def _vf_elsewhere(
         driver = None
     except OSError:
         return None
-    return replace(
-        template, address=addr, driver=driver, iommu_group=group, netdevs=netdevs, vf_index=index
+    return template._replace(
+        address=addr, driver=driver, iommu_group=group, netdevs=netdevs, vf_index=index
     )

@@ -58,7 +58,7 @@ def _with_cap_offset(dev: PciDevice, config: ConfigSpace | None) -> PciDevice:
     """Add where the SR-IOV capability sits in config space."""
     if dev.sriov is None or config is None or config.sriov is None:
         return dev
-    return replace(dev, sriov=replace(dev.sriov, cap_offset=config.sriov.offset))
+    return dev._replace(sriov=replace(dev.sriov, cap_offset=config.sriov.offset))
 
 
 def _pf_with_cap_offset(sysfs: Sysfs, dev: PciDevice) -> PciDevice:
@@ -87,10 +87,7 @@ _IdText = tuple[str, str, str, str, str]
 
 def _id_key(dev: PciDevice) -> _IdKey:
     """The ids that decide a function's names (VFs of one PF share them)."""
-    return (
-        dev.vendor_id, dev.device_id, dev.subsystem_vendor_id, dev.subsystem_device_id,
-        dev.class_code,
-    )  # fmt: skip
+    return dev[1:6]  # vendor_id to class_code
 
 
 def collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
@@ -114,7 +111,7 @@ def _collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
     for i, d in enumerate(devices):
         if d.sriov is not None:  # the capability offset changes neither ids nor address
             devices[i] = _pf_with_cap_offset(sysfs, d)
-        key = _id_key(d)
+        key = d[1:6]  # _id_key(d), inline
         found = names.get(key)
         if found is None:  # 4,096 VFs share a handful of id tuples
             found = names[key] = names_for(ids, d)
