@@ -47,6 +47,22 @@ def _readlink_base(path: str) -> str | None:
         return None
 
 
+def _readlinks(dir_fd: int, names: list[str]) -> list[str]:
+    """Targets of the links `names` under `dir_fd`; "" for one that cannot be read (gone)."""
+    readlink = os.readlink
+    try:
+        return [readlink(n, dir_fd=dir_fd) for n in names]
+    except OSError:
+        pass  # one went away or is not a link: read them one by one
+    out = []
+    for n in names:
+        try:
+            out.append(readlink(n, dir_fd=dir_fd))
+        except OSError:
+            out.append("")
+    return out
+
+
 def _int(text: str | None, base: int = 10) -> int | None:
     if text is None or text == "":
         return None
@@ -110,7 +126,9 @@ class Sysfs:
             return []
         except OSError as exc:
             raise HostError(f"cannot list {self._p(PCI_DEVICES)}: {exc.strerror}") from exc
-        return sorted(n for n in names if is_pci_name(n))
+        names.sort()
+        # Always PCI names on a real kernel; the shape test is is_pci_name's, inline.
+        return [n for n in names if len(n) == 12 and n[4] == ":" and n[7] == ":" and n[10] == "."]
 
     def pci_addresses(self) -> list[PciAddress]:
         """Every PCI function the kernel knows, sorted by address (empty when no PCI bus)."""
@@ -264,25 +282,31 @@ class Sysfs:
         return _pci_in_path(target)
 
     def _netdev_names_by_pci(self) -> dict[str, tuple[str, ...]]:
-        out: dict[str, tuple[str, ...]] = {}
         try:
             fd = os.open(self._p(CLASS_NET), os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             return {}
-        # Links read relative to an open directory: the kernel then walks one component, not
-        # the whole path, per netdev (thousands of VF netdevs).
+        # Links read relative to an open directory (the kernel walks one component, not the
+        # whole path, per netdev) and back to back: interleaved with the parsing below, the
+        # same readlinks measured ~1.5x slower.
         try:
-            for name in os.listdir(fd):
-                try:
-                    target = os.readlink(name, dir_fd=fd)
-                except OSError:
-                    continue
-                pci = pci_name_in_path(target)
-                if pci is not None:
-                    prev = out.get(pci)
-                    out[pci] = (name,) if prev is None else tuple(sorted((*prev, name)))
+            names = os.listdir(fd)
+            targets = _readlinks(fd, names)
         finally:
             os.close(fd)
+        out: dict[str, tuple[str, ...]] = {}
+        for name, target in zip(names, targets, strict=True):
+            # pci_name_in_path's usual case inline (thousands of VF netdevs).
+            tail = target.rsplit("/", 3)
+            if len(tail) == 4 and tail[2] == "net" and is_pci_name(tail[1]):
+                pci = tail[1]
+            else:
+                found = pci_name_in_path(target)
+                if found is None:
+                    continue
+                pci = found
+            prev = out.get(pci)
+            out[pci] = (name,) if prev is None else tuple(sorted((*prev, name)))
         return out
 
     def netdev_map(self) -> dict[PciAddress, tuple[str, ...]]:
