@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sriovkit.host.pciids import PciIds, _find_device
+from sriovkit.host.pciids import PciIds, _find_device, _find_sorted
 from sriovkit.model.iomem import parse_iomem, ranges_by_device
 from sriovkit.model.pci import PciAddress
 
@@ -71,8 +71,21 @@ def test_pciids_missing_has_a_clear_reason(tmp_path: Path) -> None:
     assert ids.missing_reason is not None and "absent.ids" in ids.missing_reason
 
 
-def _device_ids(block: str) -> list[str]:
-    return [line[1:5] for line in block.split("\n") if line[:1] == "\t" and line[1:2] != "\t"]
+def _device_ids(block: bytes) -> list[str]:
+    lines = block.split(b"\n")
+    return [line[1:5].decode() for line in lines if line[:1] == b"\t" and line[1:2] != b"\t"]
+
+
+def _vendor_lines(data: bytes) -> dict[str, int]:
+    """Offset of each vendor line's leading newline, by id, from a plain pass over the lines."""
+    out: dict[str, int] = {}
+    at = 0
+    for line in data[1:].split(b"\n"):
+        vid = line[:4]
+        if line[4:6] == b"  " and len(vid) == 4 and all(c in b"0123456789abcdef" for c in vid):
+            out.setdefault(vid.decode(), at)
+        at += len(line) + 1
+    return out
 
 
 def test_device_search_finds_every_device_of_the_real_database() -> None:
@@ -81,21 +94,62 @@ def test_device_search_finds_every_device_of_the_real_database() -> None:
     ids = PciIds()
     if not ids.available:
         pytest.skip("no pci.ids on this machine (Debian package pci.ids)")
-    text = ids._load()
+    data = ids._load()
     checked = 0
     for vendor in ("8086", "15b3", "14e4", "10de", "1af4"):
         block = ids._block(f"{vendor}  ")
         assert block is not None
         for dev in _device_ids(block):
-            assert _find_device(block, dev) == block.find(f"\n\t{dev}  "), (vendor, dev)
+            assert _find_device(block, dev) == block.find(f"\n\t{dev}  ".encode()), (vendor, dev)
             checked += 1
         assert _find_device(block, "zzzz") == -1
-    assert checked > 1000 and text
+    assert checked > 1000 and data
+
+
+def test_vendor_search_finds_every_vendor_of_the_real_database() -> None:
+    ids = PciIds()
+    if not ids.available:
+        pytest.skip("no pci.ids on this machine (Debian package pci.ids)")
+    data = ids._load()
+    vendors = _vendor_lines(data)
+    assert len(vendors) > 2000
+    for vendor, at in vendors.items():
+        assert _find_sorted(data, f"\n{vendor}  ".encode(), 0) == at, vendor
+    for absent in ("0000", "fff0", "abcz"):
+        assert absent not in vendors
+        assert _find_sorted(data, f"\n{absent}  ".encode(), 0) == -1
 
 
 def test_device_search_still_finds_devices_of_an_unsorted_block() -> None:
     lines = [f"\t{i:04x}  Device {i}\n\t\t8086 {i:04x}  Sub {i}" for i in range(600, 0, -3)]
-    block = "8086  Intel\n" + "\n".join(lines) + "\n"
+    block = ("8086  Intel\n" + "\n".join(lines) + "\n").encode()
     for dev in _device_ids(block):
-        assert _find_device(block, dev) == block.find(f"\n\t{dev}  ")
+        assert _find_device(block, dev) == block.find(f"\n\t{dev}  ".encode())
     assert _find_device(block, "0001") == -1
+
+
+def test_vendor_search_still_finds_vendors_of_an_unsorted_file(tmp_path: Path) -> None:
+    lines = [f"{i:04x}  Vendor {i}\n\t0001  Device of {i}" for i in range(3000, 0, -7)]
+    f = tmp_path / "pci.ids"
+    f.write_text("# unsorted\n" + "\n".join(lines) + "\nC 02  Network controller\n")
+    ids = PciIds(f)
+    for i in range(3000, 0, -7):
+        assert ids.vendor(i) == f"Vendor {i}"
+        assert ids.device(i, 1) == f"Device of {i}"
+    assert ids.vendor(2) is None
+
+
+def test_names_are_decoded_from_utf8(tmp_path: Path) -> None:
+    f = tmp_path / "pci.ids"
+    f.write_bytes("1234  Gr\u00fcn AG\n\t5678  Kr\u00e4he \u2013 NIC\n".encode())
+    ids = PciIds(f)
+    assert ids.vendor(0x1234) == "Gr\u00fcn AG"
+    assert ids.device(0x1234, 0x5678) == "Kr\u00e4he \u2013 NIC"
+
+
+def test_a_vendor_on_the_first_line_is_found(tmp_path: Path) -> None:
+    f = tmp_path / "pci.ids"
+    f.write_text("0001  First\n\t0002  Its device\n0003  Next\nC 02  Network controller\n")
+    ids = PciIds(f)
+    assert (ids.vendor(1), ids.device(1, 2), ids.vendor(3)) == ("First", "Its device", "Next")
+    assert ids.class_name(0x020000) == "Network controller"

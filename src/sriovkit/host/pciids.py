@@ -1,8 +1,9 @@
 """Names from the pci.ids database (Debian package `pci.ids`), looked up lazily.
 
 Parsing all ~40k lines of pci.ids costs tens of milliseconds in Python; the inventory needs a
-handful of vendors. So the file is read once as text and each lookup searches only the block
-of the vendor (or class) it needs. Results are cached per instance.
+handful of vendors. So the file is read once as bytes (decoding all 1.3 MB to text alone took
+~0.9 ms) and each lookup bisects to the block of the vendor (or class) it needs; only the names
+found are decoded. Results are cached per instance.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ DEFAULT_PATHS = (
     Path("/usr/share/pci.ids"),
 )
 # A top-level line starts a vendor ("8086  Intel") or a class ("C 02  Network controller").
-_TOP = re.compile(r"\n(?=[0-9a-fA-F]{4}  |C [0-9a-fA-F]{2}  )")
+_TOP = re.compile(rb"\n(?=[0-9a-fA-F]{4}  |C [0-9a-fA-F]{2}  )")
+_VENDOR = re.compile(rb"\n[0-9a-fA-F]{4}  ")
 
 
 class PciIds:
@@ -28,7 +30,7 @@ class PciIds:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path if path is not None else find_pci_ids()
-        self._text: str | None = None
+        self._data: bytes | None = None
         self.missing_reason: str | None = None
         if self.path is None:
             self.missing_reason = (
@@ -42,46 +44,51 @@ class PciIds:
     @property
     def available(self) -> bool:
         """True when a database was found and could be read."""
-        return self._load() != ""
+        return self._load() != b""
 
-    def _load(self) -> str:
-        if self._text is None:
-            self._text = ""
+    def _load(self) -> bytes:
+        """The file's bytes (every line but the first starts after a `\\n`)."""
+        if self._data is None:
+            self._data = b""
             if self.path is not None:
                 try:
-                    self._text = "\n" + self.path.read_text(encoding="utf-8", errors="replace")
+                    self._data = self.path.read_bytes()
                 except OSError as exc:
                     self.missing_reason = f"cannot read {self.path}: {exc.strerror}"
-        return self._text
+        return self._data
 
-    def _block_uncached(self, head: str) -> str | None:
-        text = self._load()
+    def _block_uncached(self, head: str) -> bytes | None:
+        data = self._load()
+        needle = b"\n" + head.encode()
         # Classes live at the end of the file: searching backwards finds them without scanning
-        # the ~1.3 MB of vendors first.
-        start = text.rfind("\n" + head) if head.startswith("C ") else text.find("\n" + head)
+        # the ~1.3 MB of vendors first. Vendors are sorted by id: bisected.
+        start = data.rfind(needle) if head.startswith("C ") else _find_sorted(data, needle, 0)
         if start < 0:
-            return None
-        m = _TOP.search(text, start + 1)
-        return text[start + 1 : m.start() if m else len(text)]
+            if not data.startswith(needle[1:]):
+                return None
+            start = -1  # the file's first line (no newline before it)
+        m = _TOP.search(data, start + 1)
+        return data[start + 1 : m.start() if m else len(data)]
 
     @staticmethod
-    def _first_line_name(block: str) -> str:
-        return block.split("\n", 1)[0].split("  ", 1)[1].strip()
+    def _first_line_name(block: bytes) -> str:
+        return _text(block.split(b"\n", 1)[0].split(b"  ", 1)[1])
 
     @staticmethod
-    def _child(block: str, prefix: str) -> str | None:
-        i = block.find("\n" + prefix)
+    def _child(block: bytes, prefix: str) -> str | None:
+        key = b"\n" + prefix.encode()
+        i = block.find(key)
         if i < 0:
             return None
-        line = block[i + 1 : block.find("\n", i + 1) if block.find("\n", i + 1) > 0 else None]
-        return line[len(prefix) :].strip()
+        end = block.find(b"\n", i + 1)
+        return _text(block[i + len(key) : end if end > 0 else None])
 
     def vendor(self, vendor_id: int) -> str | None:
         """Vendor name, e.g. 0x8086 -> "Intel Corporation"."""
         block = self._block(f"{vendor_id:04x}  ")
         return self._first_line_name(block) if block else None
 
-    def _device_block_uncached(self, vendor_id: int, device_id: int) -> str | None:
+    def _device_block_uncached(self, vendor_id: int, device_id: int) -> bytes | None:
         """The device's line and its subsystem lines, so subsystem lookups scan only those."""
         block = self._block(f"{vendor_id:04x}  ")
         if not block:
@@ -89,9 +96,9 @@ class PciIds:
         dev_at = _find_device(block, f"{device_id:04x}")
         if dev_at < 0:
             return None
-        end = block.find("\n\t", dev_at + 1)
-        while end >= 0 and block.startswith("\n\t\t", end):
-            end = block.find("\n\t", end + 1)
+        end = block.find(b"\n\t", dev_at + 1)
+        while end >= 0 and block.startswith(b"\n\t\t", end):
+            end = block.find(b"\n\t", end + 1)
         return block[dev_at : end if end >= 0 else len(block)]
 
     def device(self, vendor_id: int, device_id: int) -> str | None:
@@ -126,33 +133,49 @@ class PciIds:
         )
 
 
-def _find_device(block: str, device: str) -> int:
-    """Offset of the line `\t<device>  name` in a vendor's block, or -1.
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").strip()
 
-    pci.ids lists a vendor's devices sorted by id, so a binary search over line starts finds
-    it in ~20 short steps; a plain `find` over Intel's ~360 KB block took ~0.2 ms, since the
-    needle's characters are everywhere in the text. A miss in the search window falls back to
-    the plain search, so an unsorted file still gives the right answer.
+
+def _find_sorted(data: bytes, needle: bytes, level: int) -> int:
+    """Offset of the line `needle` (`\\n` + `\\t` * level + id + two spaces) among lines sorted by
+    that id, or -1: vendors in the file, devices in a vendor's block.
+
+    A binary search over line starts finds it in ~20 short steps; a plain `find` took ~0.7 ms
+    for Intel in the 1.3 MB file and ~0.2 ms in Intel's ~360 KB block. Each step takes the
+    first line of the sought level at or after the midpoint, skipping deeper ones (a vendor's
+    devices, a device's subsystems); a miss in the last window falls back to the plain search,
+    so an unsorted file still gives the right answer.
     """
-    needle = f"\n\t{device}  "
-    lo, hi = 0, len(block)
+    key = needle[1 + level : needle.index(b"  ")]
+    start = b"\n" + b"\t" * level
+    lo, hi = 0, len(data)
     while hi - lo > 2048:
         mid = (lo + hi) // 2
-        at = block.find("\n\t", mid, hi)
-        while at >= 0 and block.startswith("\n\t\t", at):  # a subsystem line: next one
-            at = block.find("\n\t", at + 1, hi)
+        if level:
+            at = data.find(start, mid, hi)
+            while at >= 0 and data.startswith(b"\t", at + 1 + level):  # a deeper line: next
+                at = data.find(start, at + 1, hi)
+        else:
+            m = _VENDOR.search(data, mid, hi)
+            at = m.start() if m else -1
         if at < 0:
             hi = mid
             continue
-        here = block[at + 2 : at + 6]
-        if here < device:
+        here = data[at + 1 + level : at + 1 + level + len(key)]
+        if here < key:
             lo = at + 1
-        elif here > device:
+        elif here > key:
             hi = at + 1
         else:
-            return at if block.startswith(needle, at) else block.find(needle)
-    found = block.find(needle, max(lo - 1, 0), hi + len(needle))
-    return found if found >= 0 else block.find(needle)
+            return at if data.startswith(needle, at) else data.find(needle)
+    found = data.find(needle, max(lo - 1, 0), hi + len(needle))
+    return found if found >= 0 else data.find(needle)
+
+
+def _find_device(block: bytes, device: str) -> int:
+    """Offset of the line `\\t<device>  name` in a vendor's block, or -1 (see `_find_sorted`)."""
+    return _find_sorted(block, f"\n\t{device}  ".encode(), 1)
 
 
 def find_pci_ids() -> Path | None:
