@@ -6,9 +6,12 @@ Adapters (CLI, agent) call this; ops/ and host/ never look at which kind of host
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sriovkit.host.netlink import Netlink
 from sriovkit.host.sysfs import Sysfs
+
+if TYPE_CHECKING:  # the netlink protocol pulls in the VF models (~6 ms): inventory needs neither
+    from sriovkit.host.netlink import Netlink
 
 SIM_MARKER = ".sriovkit-sim/host.json"
 
