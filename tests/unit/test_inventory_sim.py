@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -147,3 +148,26 @@ def test_numa_and_netdev_mapping(tmp_path: Path) -> None:
         for name in names:
             assert sysfs.netdev_pci(name) == addr
     assert isinstance(PciAddress.try_parse("0000:00:00.0"), PciAddress)
+
+
+def test_netdev_map_skips_what_is_not_a_link_and_links_that_vanish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_host(tmp_path, ["x710"], vfs=4)
+    sysfs = Sysfs(tmp_path)
+    before = sysfs.netdev_map()
+    assert sum(len(n) for n in before.values()) >= 6  # 2 PFs + 4 VFs, and the other NICs
+    net = tmp_path / "sys/class/net"
+    some_link = next(p for p in sorted(net.iterdir()) if p.is_symlink())
+    target = os.readlink(some_link)
+    # With the bonding module loaded the kernel puts a file among the links; "aa-" and "zz-"
+    # links sort around it, so reads before and after the refused one are both checked.
+    (net / "bonding_masters").write_text("\n")
+    os.symlink(target, net / "aa-extra")
+    os.symlink(target, net / "zz-extra")
+    real_listdir = os.listdir
+    # A netdev listed but gone before its link is read.
+    monkeypatch.setattr(os, "listdir", lambda path: [*real_listdir(path), "ghost0"])
+    after = sysfs.netdev_map()
+    dev = PciAddress.parse(target.rsplit("/", 3)[1])
+    assert after == {**before, dev: tuple(sorted((*before[dev], "aa-extra", "zz-extra")))}

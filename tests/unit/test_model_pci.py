@@ -86,3 +86,10 @@ def test_device_field_ranges_the_inventory_slices() -> None:
     ids = ("vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id", "class_code")
     assert PciDevice._fields[1:6] == ids
     assert PciDevice._fields[1:10] == (*ids, "revision", "driver", "modalias", "numa_node")
+
+
+def test_replace_checks_like_a_new_address() -> None:
+    a = PciAddress.parse("0000:3b:00.1")
+    assert a._replace(function=7) == PciAddress(0, 0x3B, 0, 7)
+    with pytest.raises(InvalidInput):
+        a._replace(bus=0x1FF)

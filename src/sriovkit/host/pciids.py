@@ -149,6 +149,8 @@ def _find_sorted(data: bytes, needle: bytes, level: int) -> int:
     """
     key = needle[1 + level : needle.index(b"  ")]
     start = b"\n" + b"\t" * level
+    # Bytes a line start needs inside the window to be seen: _VENDOR's whole match, or `start`.
+    probe = len(needle) if level == 0 else len(start)
     lo, hi = 0, len(data)
     while hi - lo > 2048:
         mid = (lo + hi) // 2
@@ -160,7 +162,9 @@ def _find_sorted(data: bytes, needle: bytes, level: int) -> int:
             m = _VENDOR.search(data, mid, hi)
             at = m.start() if m else -1
         if at < 0:
-            hi = mid
+            # No line starts in [mid, hi - probe]; one starting just before mid must stay
+            # findable by the next, narrower search.
+            hi = mid + probe - 1
             continue
         here = data[at + 1 + level : at + 1 + level + len(key)]
         if here < key:

@@ -48,16 +48,15 @@ def _readlink_base(path: str) -> str | None:
 
 
 def _readlinks(dir_fd: int, names: list[str]) -> list[str]:
-    """Targets of the links `names` under `dir_fd`; "" for one that cannot be read (gone)."""
+    """Targets of the links `names` under `dir_fd`; "" for one that cannot be read (gone, or not
+    a link: `class/net/bonding_masters` is a file once the bonding module is loaded)."""
     readlink = os.readlink
-    try:
-        return [readlink(n, dir_fd=dir_fd) for n in names]
-    except OSError:
-        pass  # one went away or is not a link: read them one by one
-    out = []
-    for n in names:
+    out: list[str] = []
+    while len(out) < len(names):
         try:
-            out.append(readlink(n, dir_fd=dir_fd))
+            # extend() keeps what it got before a failure: the reads go on after the one that
+            # failed, and no link is read twice.
+            out.extend(readlink(n, dir_fd=dir_fd) for n in names[len(out) :])
         except OSError:
             out.append("")
     return out

@@ -43,6 +43,10 @@ class PciAddress(_Bdf):
             f"function {function}",
         )
 
+    def _replace(self, **changes: int) -> PciAddress:
+        """A copy with `changes`, checked like a new address (the tuple's own skips the checks)."""
+        return PciAddress(*_Bdf._replace(self, **changes))
+
     @classmethod
     def parse(cls, text: str, field: str = "pci address") -> PciAddress:
         """Parse `DDDD:BB:SS.F` or `BB:SS.F` (domain 0), as lspci and sysfs print them."""
