@@ -36,6 +36,16 @@ class NetdevInfo:
     phys_switch_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NetdevLink:
+    """What a listing shows of one interface: its MAC and link state."""
+
+    name: str
+    mac: str | None
+    operstate: str | None
+    carrier: bool | None
+
+
 class PciDevice(NamedTuple):
     """One PCI function, as the kernel's sysfs describes it.
 

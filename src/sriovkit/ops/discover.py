@@ -37,13 +37,24 @@ class Inventory:
 
     def vfs_of(self, pf: PciAddress) -> list[PciDevice]:
         """VFs of `pf` ordered by VF index."""
-        vfs = [d for d in self.devices if d.physfn == pf]
-        return sorted(vfs, key=lambda d: (d.vf_index is None, d.vf_index or 0, d.address))
+        return sorted((d for d in self.devices if d.physfn == pf), key=_by_vf_index)
+
+    def families(self) -> list[tuple[PciDevice, list[PciDevice]]]:
+        """Each PF with its VFs ordered by VF index, from one pass over the devices."""
+        vfs: dict[PciAddress, list[PciDevice]] = {}
+        for d in self.devices:
+            if d.physfn is not None:
+                vfs.setdefault(d.physfn, []).append(d)
+        return [(pf, sorted(vfs.get(pf.address, ()), key=_by_vf_index)) for pf in self.pfs]
 
     @property
     def other_nics(self) -> list[PciDevice]:
         """Network functions that are neither PFs nor VFs."""
         return [d for d in self.devices if d.is_network and not d.is_pf and not d.is_vf]
+
+
+def _by_vf_index(dev: PciDevice) -> tuple[bool, int, PciAddress]:
+    return dev.vf_index is None, dev.vf_index or 0, dev.address
 
 
 def _read_config(sysfs: Sysfs, addr: PciAddress) -> tuple[ConfigSpace | None, str | None]:
