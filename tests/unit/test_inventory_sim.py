@@ -16,7 +16,7 @@ from sriovkit.cli import cli, main
 from sriovkit.host.pciids import PciIds
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.pci import PciAddress
-from sriovkit.ops.discover import collect
+from sriovkit.ops.discover import collect, detail
 from sriovkit.sim import PROFILES, create_host, profile_names
 
 needs_lspci = pytest.mark.skipif(shutil.which("lspci") is None, reason="needs pciutils' lspci")
@@ -171,3 +171,13 @@ def test_netdev_map_skips_what_is_not_a_link_and_links_that_vanish(
     after = sysfs.netdev_map()
     dev = PciAddress.parse(target.rsplit("/", 3)[1])
     assert after == {**before, dev: tuple(sorted((*before[dev], "aa-extra", "zz-extra")))}
+
+
+def test_detail_of_a_pf_reads_its_vfs_as_the_inventory_does(every_profile: Path) -> None:
+    sysfs = Sysfs(every_profile)
+    inv = collect(sysfs, PciIds())
+    for pf in inv.pfs:
+        d = detail(sysfs, PciIds(), pf.address, None)
+        assert d.device == pf
+        assert list(d.vfs) == inv.vfs_of(pf.address)
+        assert all(vf.netdevs for vf in d.vfs if vf.driver not in (None, "vfio-pci"))
