@@ -148,8 +148,7 @@ class _Walk:
     def _family(
         self, pf: PciDevice, fd: int, members: list[tuple[str, int, int]]
     ) -> dict[str, PciDevice]:
-        names = [n for n, _, _ in members]
-        groups = _iommu_groups(fd, names)
+        groups = _iommu_groups(fd, [n for n, _, _ in members])
         nets, sysfs = self.nets, self.sysfs
         domain, pf_addr = pf.address.domain, pf.address
         # The first VF is read in full; its siblings share its ids, class and modalias.
@@ -159,24 +158,12 @@ class _Walk:
         head: _Head = t[1:10]  # vendor_id to numa_node
         bound = self.bound_to(t.driver)
         out = {name: t}
-        rest, siblings = members[1:], names[1:]
-        if bound.issuperset(siblings) and groups.keys() >= set(siblings):
-            # The common case, every sibling bound like the first and its group read, built in
-            # one comprehension: thousands of VFs go through here.
-            out.update({
-                n: PciDevice(
-                    PciAddress.from_routing_id(domain, r), *head, groups[n], nets.get(n, ()),
-                    pf_addr, i, None,
-                )
-                for n, i, r in rest
-            })  # fmt: skip
-            return out
-        for name, index, rid in rest:
+        for name, index, rid in members[1:]:
             addr = PciAddress.from_routing_id(domain, rid)
             group = groups.get(name, _UNREAD)
             netdevs = nets.get(name, ())
             if group != _UNREAD:
-                if name in bound:
+                if name in bound:  # the common case: thousands of VFs go through here
                     out[name] = PciDevice(addr, *head, group, netdevs, pf_addr, index, None)
                     continue
                 other = _vf_elsewhere(fd, t, name, addr, index, group, netdevs)
