@@ -130,9 +130,7 @@ class Sysfs:
             return []
         except OSError as exc:
             raise HostError(f"cannot list {self._p(PCI_DEVICES)}: {exc.strerror}") from exc
-        names.sort()
-        # Always PCI names on a real kernel; the shape test is is_pci_name's, inline.
-        return [n for n in names if len(n) == 12 and n[4] == ":" and n[7] == ":" and n[10] == "."]
+        return sorted(n for n in names if is_pci_name(n))
 
     def pci_addresses(self) -> list[PciAddress]:
         """Every PCI function the kernel knows, sorted by address (empty when no PCI bus)."""
@@ -300,15 +298,9 @@ class Sysfs:
             os.close(fd)
         out: dict[str, tuple[str, ...]] = {}
         for name, target in zip(names, targets, strict=True):
-            # pci_name_in_path's usual case inline (thousands of VF netdevs).
-            tail = target.rsplit("/", 3)
-            if len(tail) == 4 and tail[2] == "net" and is_pci_name(tail[1]):
-                pci = tail[1]
-            else:
-                found = pci_name_in_path(target)
-                if found is None:
-                    continue
-                pci = found
+            pci = pci_name_in_path(target)
+            if pci is None:
+                continue
             prev = out.get(pci)
             out[pci] = (name,) if prev is None else tuple(sorted((*prev, name)))
         return out
@@ -350,8 +342,10 @@ class Sysfs:
         """MAC, operstate and carrier of one interface: the three reads a listing of thousands of
         VF netdevs needs, out of the eight `netdev` makes."""
         base = self._p(f"{CLASS_NET}/{ifname}")
-        mac = _read(f"{base}/address") if _is_ifname(ifname) else None
-        if mac is None and (not _is_ifname(ifname) or not os.path.exists(base)):
+        if not _is_ifname(ifname):
+            raise NotFound(f"network interface {ifname!r} not found under {self._p(CLASS_NET)}")
+        mac = _read(f"{base}/address")
+        if mac is None and not os.path.exists(base):  # checked only when the read failed
             raise NotFound(f"network interface {ifname!r} not found under {self._p(CLASS_NET)}")
         carrier = _int(_read(f"{base}/carrier"))  # EINVAL while the interface is down: None
         return NetdevLink(

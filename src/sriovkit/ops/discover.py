@@ -122,7 +122,7 @@ def _collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
     for i, d in enumerate(devices):
         if d.sriov is not None:  # the capability offset changes neither ids nor address
             devices[i] = _pf_with_cap_offset(sysfs, d)
-        key = d[1:6]  # _id_key(d), inline
+        key = _id_key(d)
         found = names.get(key)
         if found is None:  # 4,096 VFs share a handful of id tuples
             found = names[key] = names_for(ids, d)
