@@ -56,6 +56,16 @@ class Busy(SriovkitError):
     cni_code = 11
 
 
+class Abandoned(SriovkitError):
+    """A request nobody waits for any more (its client left or its deadline passed): not run.
+
+    CNI code 11: should anyone still read the answer, trying again is the right reaction.
+    """
+
+    exit_code = 5
+    cni_code = 11
+
+
 class Timeout(HostError):
     """A wait on the host ran out of its budget; the message says what is still missing."""
 
@@ -63,6 +73,7 @@ class Timeout(HostError):
 
 
 __all__ = [
+    "Abandoned",
     "Busy",
     "HostError",
     "InvalidInput",

@@ -88,8 +88,10 @@ def test_resolve_vf_names_pf_index_and_netdev(host: Host) -> None:
 def test_resolve_refuses_a_pf_and_a_missing_device(host: Host) -> None:
     with pytest.raises(InvalidInput, match="is not an SR-IOV VF"):
         resolve_vf(host.sysfs, PciAddress.parse(host.pf.address))
-    with pytest.raises(NotFound, match=r"0000:77:00\.0"):
+    # issue 10: a device the host does not have is a configuration error (CNI code 7)
+    with pytest.raises(InvalidInput, match=r"deviceID: 0000:77:00\.0: no such PCI device") as e:
         resolve_vf(host.sysfs, PciAddress.parse("0000:77:00.0"))
+    assert e.value.cni_code == 7
 
 
 def test_add_del_on_the_fake_restores_everything(host: Host) -> None:
@@ -252,7 +254,7 @@ def test_status_fails_with_code_50_on_an_unusable_state_dir(host: Host, tmp_path
 def test_add_needs_a_device_and_a_netns(host: Host) -> None:
     env = host.env("ADD", "c1", host.pod("p1"))
     conf, raw = host.conf(env, deviceID="0000:77:00.0")
-    with pytest.raises(NotFound, match=r"VF 0000:77:00\.0 not found"):
+    with pytest.raises(InvalidInput, match=r"deviceID: 0000:77:00\.0: no such PCI device"):
         attach.add(host.ctx, env, conf, raw)
     assert host.store.attachment_keys() == []
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno as errno_mod
+import ipaddress
 import os
 import select
 import socket
@@ -206,6 +207,8 @@ class Pyroute2Netlink:
             parent=msg.get_attr("IFLA_PARENT_DEV_NAME"),
             link_netnsid=msg.get_attr("IFLA_LINK_NETNSID"),
             master=msg.get_attr("IFLA_MASTER"),
+            link=msg.get_attr("IFLA_LINK"),
+            parent_bus=msg.get_attr("IFLA_PARENT_DEV_BUS_NAME"),
         )
 
     def _get(self, name: str) -> Any:
@@ -222,6 +225,45 @@ class Pyroute2Netlink:
         info = self._info(self._get(name))
         self._indexes[name] = self._indexes[info.name] = info.index
         return info
+
+    def link_by_index(self, index: int) -> LinkInfo:
+        """The link with ifindex `index` (its name is remembered for this index)."""
+        with _mapped(f"cannot read link #{index}", f"#{index}"):
+            info = self._info(self._ipr.link("get", index=index, ext_mask=_RTEXT_FILTER_VF)[0])
+        self._indexes[info.name] = info.index
+        return info
+
+    def find_device(self, device_id: str, hint: str | None = None) -> LinkInfo | None:
+        """The link whose parent device is PCI function `device_id` (IFLA_PARENT_DEV_NAME).
+
+        Only the kernel sets a link's parent, from the device the driver registered it on: a
+        pod cannot give a veth or a renamed link one. The name found is remembered with its
+        ifindex, so the next request on that name acts on this link even if renamed meanwhile.
+        """
+        if hint is not None:
+            with contextlib.suppress(NotFound, HostError):
+                info = self.link(hint)
+                if _is_device(info, device_id):
+                    return info
+        for info in self.links():
+            if _is_device(info, device_id):
+                self._indexes[info.name] = info.index
+                return info
+        return None
+
+    def netns_id(self, netns: Path) -> int | None:
+        """RTM_GETNSID for the netns at `netns`: its id in this seam's netns, None if unset."""
+        try:
+            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            with _mapped(f"cannot read the netns id of {netns}"):
+                msg = self._ipr.get_netnsid(fd=fd)
+        finally:
+            os.close(fd)
+        nsid = msg.get("nsid") if isinstance(msg, dict) else None
+        return None if nsid is None or int(nsid) < 0 else int(nsid)
 
     def _index(self, name: str) -> int:
         index = self._indexes.get(name)
@@ -347,9 +389,14 @@ class Pyroute2Netlink:
 
     def add_address(self, name: str, cidr: str) -> None:
         """Add `cidr` to the link."""
-        address, _, plen = cidr.partition("/")
+        iface = ipaddress.ip_interface(cidr)
+        args: dict[str, Any] = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+        if iface.version == 4 and iface.network.prefixlen < 31:
+            # As `ip addr add ... brd +` and the reference plugins do: without IFA_BROADCAST
+            # the kernel leaves the address without one, and subnet broadcasts go unanswered.
+            args["broadcast"] = str(iface.network.broadcast_address)
         with self._on(name, f"failed to add {cidr} to {name}") as index:
-            self._ipr.addr("add", index=index, address=address, prefixlen=int(plen or 32))
+            self._ipr.addr("add", index=index, **args)
 
     def flush_addresses(self, name: str) -> None:
         """Remove every address from the link."""
@@ -389,6 +436,10 @@ class Pyroute2Netlink:
             args["oif"] = self._index(dev)
         with _mapped(f"failed to add route {dst}", dev):
             self._ipr.route("add", **args)
+
+
+def _is_device(info: LinkInfo, device_id: str) -> bool:
+    return info.parent == device_id and info.parent_bus in (None, "pci")
 
 
 def _link_args(

@@ -33,6 +33,8 @@ class LinkInfo:
     parent: str | None = None  # IFLA_PARENT_DEV_NAME: the PCI address for a PCI netdev
     link_netnsid: int | None = None  # set for a veth whose peer lives in another netns
     master: int | None = None
+    link: int | None = None  # IFLA_LINK: a veth's peer ifindex (in `link_netnsid`'s netns)
+    parent_bus: str | None = None  # IFLA_PARENT_DEV_BUS_NAME: "pci" for a PCI netdev
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,24 @@ class Netlink(Protocol):
 
     def link(self, name: str) -> LinkInfo:
         """The link called `name` (or having it as an altname); NotFound if there is none."""
+        ...
+
+    def link_by_index(self, index: int) -> LinkInfo:
+        """The link with ifindex `index` in this netns; NotFound if there is none."""
+        ...
+
+    def find_device(self, device_id: str, hint: str | None = None) -> LinkInfo | None:
+        """The netdev of PCI function `device_id` in this netns, whatever it is called now.
+
+        Identity by device, never by name (DESIGN.md, "Identity of a VF"): a pod can rename
+        links and create new ones, but not give a link a PCI parent. `hint` is a name to try
+        first (one request instead of a dump). The seam's later requests naming the returned
+        link's name act on this very ifindex, even if the pod renames links meanwhile.
+        """
+        ...
+
+    def netns_id(self, netns: Path) -> int | None:
+        """The id this seam's netns gives the netns at `netns` (RTM_GETNSID), None if none."""
         ...
 
     def vfs(self, pf: str) -> list[VfInfo]:

@@ -5,13 +5,16 @@ Layout under the state directory (0700):
     attachments/<containerID>@<ifname>.json   one per (container id, ifname)
     allocations/<DDDD:BB:SS.F>.json           one per VF handed out
     locks/<DDDD:BB:SS.F>.lock                 flock()ed by ADD, DEL, CHECK and GC
+    locks/attachment-<NN>.lock                one of 64 stripes by (container id, ifname):
+                                              ADD, DEL and CHECK of one attachment in order
 
 The node agent and the in-process fallback share this directory, so everything that matters is
 on disk and crash-safe: writes go to a temp file in the same directory, are fsync()ed, rename()d
 over the record and the directory is fsync()ed, so a reader sees the old record or the new one,
-never a torn one. Files are 0600. Every open goes through a directory fd opened with O_NOFOLLOW,
-so a symlink planted as a record, a sub-directory or the state directory itself is refused rather
-than followed (the directory may be world-visible on a badly set up node).
+never a torn one (a temp file left by a writer killed mid-write is deleted when records are
+listed: `_sweep_temps`). Files are 0600. Every open goes through a directory fd opened with
+O_NOFOLLOW, so a symlink planted as a record, a sub-directory or the state directory itself is
+refused rather than followed (the directory may be world-visible on a badly set up node).
 
 Lock files are never deleted: unlinking a lock file while another process waits on it would let
 two holders lock two different inodes.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import stat
 import time
@@ -45,8 +49,13 @@ DEFAULT_STATE_DIR = Path("/var/lib/sriovkit")
 STATE_DIR_ENV = "SRIOVKIT_STATE_DIR"
 
 _ATTACH, _ALLOC, _LOCKS = "attachments", "allocations", "locks"
+ATTACHMENT_STRIPES = 64
+"""How many lock files the attachments share (see `StateStore.lock_attachment`)."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TMP_PREFIX = "."
+_TMP_SUFFIX = ".tmp"
+STALE_TEMP_AGE = 600.0
+"""Age (s) after which an unlocked temp file in the state dir is a dead writer's leftover."""
 _R = TypeVar("_R", AttachmentRecord, AllocationRecord)
 
 
@@ -152,7 +161,7 @@ class StateStore:
             else:
                 if not stat.S_ISREG(st.st_mode):
                     raise HostError(f"state record {path} is not a regular file; refusing")
-            tmp = f"{_TMP_PREFIX}{name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+            tmp = f"{_TMP_PREFIX}{name}.{os.getpid()}.{time.monotonic_ns()}{_TMP_SUFFIX}"
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
                 fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
@@ -162,14 +171,16 @@ class StateStore:
                 ) from None
             try:
                 try:
+                    # Held until the rename is done: it tells `_sweep_temps` the writer lives.
+                    fcntl.flock(fd, fcntl.LOCK_EX)
                     os.fchmod(fd, 0o600)
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view) :]
                     os.fsync(fd)
+                    os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
                 finally:
                     os.close(fd)
-                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
             except BaseException as exc:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp, dir_fd=dfd)
@@ -214,9 +225,11 @@ class StateStore:
 
     def _names(self, sub: str) -> list[str]:
         with self._subdir(sub) as dfd:
-            return sorted(
-                n for n in os.listdir(dfd) if n.endswith(".json") and not n.startswith(_TMP_PREFIX)
-            )
+            names = os.listdir(dfd)
+            temps = [n for n in names if n.startswith(_TMP_PREFIX) and n.endswith(_TMP_SUFFIX)]
+            if temps:
+                _sweep_temps(dfd, temps)
+            return sorted(n for n in names if n.endswith(".json") and not n.startswith(_TMP_PREFIX))
 
     def _decode(self, sub: str, name: str, data: bytes, kind: type[_R]) -> _R:
         path = self.dir / sub / name
@@ -253,6 +266,25 @@ class StateStore:
     def delete_attachment(self, key: AttachmentKey) -> bool:
         """Remove the record of `key` (only once the VF is back); False if it was not there."""
         return self._delete(_ATTACH, attachment_file_name(key))
+
+    def check_writable(self) -> None:
+        """Raise HostError unless a file can be created and written in the state directory.
+
+        One probe file of a fixed name (`locks/.writable`, kept like the lock files), so a
+        probe killed half-way never leaves one more file behind.
+        """
+        with self._subdir(_LOCKS) as dfd:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(".writable", flags, 0o600, dir_fd=dfd)
+                try:
+                    os.write(fd, b"1")
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise HostError(
+                    f"state directory {self.dir} is not writable: {exc.strerror}", exc.errno
+                ) from None
 
     def attachment_keys(self) -> list[AttachmentKey]:
         """Keys of all attachment records (files with foreign names are skipped)."""
@@ -307,7 +339,26 @@ class StateStore:
         `timeout` seconds. flock() locks belong to the open file, so two threads of the agent
         exclude each other too, and a holder that dies releases the lock with its last fd.
         """
-        name = f"{_pci_name(pci)}.lock"
+        with self._lock(f"{_pci_name(pci)}.lock", f"VF {pci}", timeout):
+            yield
+
+    @contextlib.contextmanager
+    def lock_attachment(self, key: AttachmentKey, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock of attachment `key` (one of `ATTACHMENT_STRIPES` shared files).
+
+        Taken before the VF's lock by ADD, DEL and CHECK, so that an ADD and a DEL of the same
+        attachment run one after the other, never interleaved: a DEL that finds no record
+        cannot be overtaken by an ADD of the same key that had already decided to go ahead.
+        A fixed set of stripes, because lock files are never deleted (see the module doc) and
+        container ids never repeat; two keys sharing a stripe merely wait for each other.
+        """
+        digest = hashlib.blake2b(str(key).encode(), digest_size=4).digest()
+        stripe = int.from_bytes(digest, "big") % ATTACHMENT_STRIPES
+        with self._lock(f"attachment-{stripe:02d}.lock", f"attachment {key}", timeout):
+            yield
+
+    @contextlib.contextmanager
+    def _lock(self, name: str, what: str, timeout: float | None) -> Iterator[None]:
         with self._subdir(_LOCKS) as dfd:
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
@@ -320,7 +371,7 @@ class StateStore:
                     f"cannot open lock file {path}: {exc.strerror}", exc.errno
                 ) from None
         try:
-            _flock(fd, pci, timeout)
+            _flock(fd, what, timeout)
             try:
                 yield
             finally:
@@ -333,7 +384,44 @@ class _Schema(msgspec.Struct):
     schema: int = 0
 
 
-def _flock(fd: int, pci: PciAddress | str, timeout: float | None) -> None:
+def _sweep_temps(dfd: int, names: list[str]) -> None:
+    """Delete the temp files in directory `dfd` that a writer killed mid-`_write` left behind.
+
+    A temp file is stale when no process holds its flock (a writer locks it right after
+    creating it and keeps it until the rename is done; the kernel drops a dead writer's lock)
+    and it is older than `STALE_TEMP_AGE` (which covers the instant between create and flock,
+    and a writer stopped there: SIGSTOP, a frozen cgroup). The pid in the name is not used:
+    the agent runs in its DaemonSet container's pid namespace and the in-process fallback in
+    the host's, so one cannot tell from a pid whether the other's writer is alive (a live
+    writer could look dead, or a reused pid a dead one alive); a flock is on the shared inode
+    and means the same to both. Best effort: a file that cannot be checked is left alone.
+    """
+    now = time.time()
+    for name in names:
+        try:
+            fd = os.open(
+                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd
+            )
+        except OSError:
+            continue  # renamed meanwhile, or not ours to touch (a symlink)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            st = os.fstat(fd)
+            # Still the file we locked (not renamed and replaced meanwhile), and old enough.
+            current = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if (
+                stat.S_ISREG(st.st_mode)
+                and (st.st_dev, st.st_ino) == (current.st_dev, current.st_ino)
+                and now - st.st_mtime > STALE_TEMP_AGE
+            ):
+                os.unlink(name, dir_fd=dfd)
+        except OSError:
+            pass  # locked by a live writer (BlockingIOError), or gone
+        finally:
+            os.close(fd)
+
+
+def _flock(fd: int, what: str, timeout: float | None) -> None:
     if timeout is None:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return
@@ -346,7 +434,7 @@ def _flock(fd: int, pci: PciAddress | str, timeout: float | None) -> None:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Busy(
-                    f"VF {pci} is locked by another operation (waited {timeout:g} s); "
+                    f"{what} is locked by another operation (waited {timeout:g} s); "
                     "try again later"
                 ) from None
             time.sleep(min(pause, left))

@@ -21,16 +21,15 @@ Decisions (see also the module docs of `restore` and `attach_vf`):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sriovkit.errors import Busy, HostError, InvalidInput, SriovkitError
 from sriovkit.host.ipam import ipam_type
 from sriovkit.host.netlink import LinkInfo, Netlink
-from sriovkit.host.netns import announce
-from sriovkit.host.state import StateStore
 from sriovkit.model.attachment import (
     AllocationRecord,
     AppliedState,
@@ -42,16 +41,22 @@ from sriovkit.model.cni import CniEnv, NetConf
 from sriovkit.model.cni_result import (
     CURRENT_VERSION,
     CniResult,
-    Interface,
-    IpConfig,
     parse_result,
     to_version,
 )
-from sriovkit.model.pci import PciAddress
 from sriovkit.ops.attach_check import check, verify
 from sriovkit.ops.attach_ipam import AddIpam
+from sriovkit.ops.attach_pod import (
+    announce_addresses,
+    configure_addresses,
+    move_in,
+    pod_result,
+    require_free_name,
+)
 from sriovkit.ops.attach_vf import (
     VfTarget,
+    mac_while_trusted,
+    needs_trust_for_mac,
     require_netdev,
     resolve_vf,
     restore_pf_side,
@@ -68,6 +73,7 @@ from sriovkit.ops.restore import (
     release,
     status,
 )
+from sriovkit.ops.rollback import Rollback, failed
 from sriovkit.ops.vfconfig import apply_vf, read_vf
 
 
@@ -95,7 +101,12 @@ def add(ctx: AttachContext, env: CniEnv, conf: NetConf, raw_conf: Mapping[str, A
     netns = Path(env.netns)
     vf = resolve_vf(ctx.sysfs, conf.device_id)
     try:
-        with ctx.store.lock_vf(vf.pci, ctx.lock_timeout):
+        with (
+            ctx.store.lock_attachment(key, ctx.lock_timeout),
+            ctx.store.lock_vf(vf.pci, ctx.lock_timeout),
+        ):
+            if ctx.still_wanted is not None:
+                ctx.still_wanted()  # the runtime gave up on this ADD: its DEL may have run
             previous = _reclaim(ctx, vf, key, netns, raw_conf)
             if previous is not None:
                 return previous
@@ -173,10 +184,16 @@ def _attach(
     key = env.key
     store = ctx.store
     record = _new_record(ctx, conf, vf, key, netns)
+    pod: Netlink | None = None
+    if not vf.dpdk:
+        pod = ctx.netlink.in_netns(netns)
     try:
         with ExitStack() as stack:
-            rollback = _Rollback(stack)
+            rollback = Rollback(stack)
             undo = rollback.undo
+            if pod is not None:
+                stack.callback(pod.close)
+                require_free_name(pod, key.ifname, netns)
             # Allocation first, attachment second; DEL deletes them in the opposite order, so
             # an attachment record always has its allocation (see restore.release).
             store.write_allocation(
@@ -190,39 +207,31 @@ def _attach(
             rollback.stack.callback(rollback.forget, store, key, vf.pci)
             store.write_attachment(record)
             _step(ctx, "recorded")
-            if not conf.settings.empty:
-                apply_vf(ctx.netlink, vf.pf, vf.index, conf.settings)
-                undo("restoring the PF-side attributes", restore_pf_side, ctx.netlink, record)
+            hold = _configure_pf(ctx, conf, vf, record, rollback, pod is not None)
             _step(ctx, "vf-configured")
-            ipam: AddIpam | None = None
-            if conf.ipam is not None:
-                conf_for_ipam = ipam_conf(raw_conf) or raw_conf
-                ctx.ipam.find(ipam_type(conf_for_ipam))  # a missing plugin allocated nothing
-                ipam = AddIpam(ctx.ipam, conf_for_ipam, ipam_env_of(env))
-                # Registered before the call: a plugin that fails half-way may hold an
-                # address, and IPAM DEL of nothing is a no-op.
-                undo("releasing IPAM", ipam.undo, vf=False)
-                ipam.start_early()  # overlaps the netns move below when the plugin allows
-            pod: Netlink | None = None
+            ipam = _start_ipam(ctx, env, conf, raw_conf, rollback)
             pod_link: LinkInfo | None = None
-            if not vf.dpdk:
-                # Registered before the move: the kernel moves and renames the netdev first
-                # and applies MTU/MAC/up after, so a refused MTU returns an error with the VF
-                # already in the pod; the undo finds it wherever it is.
+            if pod is not None:
+                # Registered before the move: the kernel moves the netdev first, then sets its
+                # MAC and MTU and renames it last, so a refused MAC, MTU or name returns an
+                # error with the VF already in the pod; the undo finds it there by device.
                 undo("moving the VF back", undo_move, ctx.netlink, record, ctx.host_netns)
-                pod, pod_link = _move_in(ctx, conf, record, netns)
-                stack.callback(pod.close)
+                mac = conf.settings.mac
+                if hold:
+                    mac_while_trusted(ctx.netlink, record, mac)
+                    mac = None
+                pod_link = move_in(ctx, pod, conf, record, netns, mac)
                 _step(ctx, "moved")
             ipam_result = CniResult()
             if ipam is not None:
                 ipam_result = parse_result(ipam.result(), "IPAM result")
                 _step(ctx, "ipam")
-            result = _result(ctx, conf, record, pod_link, ipam_result)
+            result = pod_result(ctx, conf, record, pod_link, ipam_result)
             if pod is not None and ipam_result.ips:
-                _configure(pod, key.ifname, ipam_result)
+                configure_addresses(pod, key.ifname, ipam_result)
                 _step(ctx, "configured")
                 if ctx.announce:
-                    _announce(netns, key.ifname, result)
+                    announce_addresses(netns, key.ifname, result)
                     _step(ctx, "announced")
             store.write_attachment(
                 msgspec_replace(record, result=to_version(result, CURRENT_VERSION))
@@ -233,56 +242,50 @@ def _attach(
                 pod.close()
             return result
     except Exception as exc:
-        raise _failed(exc, rollback, vf, key) from exc
+        raise failed(_wrap(exc, f"ADD of VF {vf.pci} for {key} failed"), rollback, vf.pci) from exc
 
 
-class _Rollback:
-    """Undo callbacks on an ExitStack that keep unwinding when one fails, and remember it.
+def _configure_pf(
+    ctx: AttachContext,
+    conf: NetConf,
+    vf: VfTarget,
+    record: AttachmentRecord,
+    rollback: Rollback,
+    netdev: bool,
+) -> bool:
+    """The PF-side attributes; True when the VF is left trusted until its netdev has its MAC.
 
-    `vf_failures` are undos of the VF itself (PF side, netdev): the VF was not given back.
-    `other_failures` (IPAM DEL) leave the VF returned: it must not stay allocated for them.
+    The netdev then takes its MAC while the VF is trusted and still in the host, so the pod
+    never holds a VF trusted for a moment it should not be (see `needs_trust_for_mac`).
     """
-
-    def __init__(self, stack: ExitStack) -> None:
-        self.stack = stack
-        self.vf_failures: list[str] = []
-        self.other_failures: list[str] = []
-
-    def undo(self, what: str, fn: Callable[..., object], *args: Any, vf: bool = True) -> None:
-        failures = self.vf_failures if vf else self.other_failures
-
-        def run() -> None:
-            try:
-                fn(*args)
-            except Exception as exc:  # keep unwinding; report every undo that failed
-                failures.append(f"{what}: {exc}")
-
-        self.stack.callback(run)
-
-    def forget(self, store: StateStore, key: AttachmentKey, pci: PciAddress) -> None:
-        if not self.vf_failures:  # a VF not given back keeps its record, for DEL/GC to finish
-            store.delete_attachment(key)
-            store.delete_allocation(pci)
+    settings = conf.settings
+    hold = (
+        netdev and settings.mac is not None and needs_trust_for_mac(settings, record.original.trust)
+    )
+    if not settings.empty:
+        apply_vf(ctx.netlink, vf.pf, vf.index, replace(settings, trust=True) if hold else settings)
+        rollback.undo("restoring the PF-side attributes", restore_pf_side, ctx.netlink, record)
+    return hold
 
 
-def _failed(exc: Exception, rollback: _Rollback, vf: VfTarget, key: AttachmentKey) -> SriovkitError:
-    err = _wrap(exc, f"ADD of VF {vf.pci} for {key} failed")
-    errno = getattr(err, "errno", None)
-    if rollback.vf_failures:
-        failures = rollback.vf_failures + rollback.other_failures
-        return HostError(
-            f"{err}; undoing it failed too ({'; '.join(failures)}): VF {vf.pci} keeps its "
-            "record so that DEL or GC can give it back",
-            errno,
-        )
-    if rollback.other_failures:
-        return HostError(
-            f"{err}; VF {vf.pci} was given back, but undoing the rest failed "
-            f"({'; '.join(rollback.other_failures)}): its addresses may stay allocated "
-            "until the IPAM plugin's GC",
-            errno,
-        )
-    return err
+def _start_ipam(
+    ctx: AttachContext,
+    env: CniEnv,
+    conf: NetConf,
+    raw_conf: Mapping[str, Any],
+    rollback: Rollback,
+) -> AddIpam | None:
+    """IPAM ADD, started early where the plugin allows (it then overlaps the netns move)."""
+    if conf.ipam is None:
+        return None
+    conf_for_ipam = ipam_conf(raw_conf) or raw_conf
+    ctx.ipam.find(ipam_type(conf_for_ipam))  # a missing plugin allocated nothing
+    ipam = AddIpam(ctx.ipam, conf_for_ipam, ipam_env_of(env))
+    # Registered before the call: a plugin that fails half-way may hold an address, and IPAM
+    # DEL of nothing is a no-op.
+    rollback.undo("releasing IPAM", ipam.undo, vf=False)
+    ipam.start_early()
+    return ipam
 
 
 def _new_record(
@@ -307,87 +310,6 @@ def msgspec_replace(record: AttachmentRecord, **changes: Any) -> AttachmentRecor
     import msgspec  # noqa: PLC0415 - already loaded by the records
 
     return msgspec.structs.replace(record, **changes)
-
-
-def _move_in(
-    ctx: AttachContext, conf: NetConf, record: AttachmentRecord, netns: Path
-) -> tuple[Netlink, LinkInfo]:
-    """One message: into the pod, renamed, MTU, MAC, up; then drop the altnames it carried.
-
-    Returns the pod's seam and the VF's link as the pod sees it (for the result).
-    """
-    ctx.netlink.move_link(
-        record.original.name,
-        netns,
-        new_name=record.ifname,
-        mtu=conf.mtu,
-        mac=conf.settings.mac,
-        up=True,
-    )
-    pod = ctx.netlink.in_netns(netns)
-    try:
-        # The kernel keeps altnames across a netns move; the host's name for the VF means
-        # nothing in the pod and may clash with the pod's own names later.
-        link = pod.link(record.ifname)
-        if link.altnames:
-            for alt in link.altnames:
-                pod.del_altname(record.ifname, alt)
-            link = pod.link(record.ifname)
-    except BaseException:
-        pod.close()  # the move-back undo registered before the move gives the VF back
-        raise
-    return pod, link
-
-
-def _result(
-    ctx: AttachContext,
-    conf: NetConf,
-    record: AttachmentRecord,
-    link: LinkInfo | None,
-    ipam: CniResult,
-) -> CniResult:
-    if link is not None:
-        iface = Interface(
-            name=record.ifname,
-            mac=link.mac,
-            mtu=link.mtu,
-            sandbox=record.netns,
-            pci_id=record.device_id,
-        )
-    else:  # DPDK: the VF stays with its userspace driver; the pod opens it by PCI address
-        mac = read_vf(ctx.netlink, record.pf or "", record.vf_index or 0).mac
-        iface = Interface(
-            name=record.ifname, mac=mac, sandbox=record.netns, pci_id=record.device_id
-        )
-    ips = tuple(IpConfig(address=ip.address, gateway=ip.gateway, interface=0) for ip in ipam.ips)
-    dns = conf.dns if conf.dns is not None and not conf.dns.empty else ipam.dns
-    return CniResult(interfaces=(iface,), ips=ips, routes=ipam.routes, dns=dns)
-
-
-def _configure(pod: Netlink, ifname: str, ipam: CniResult) -> None:
-    """Addresses, then routes (a route's gateway must be reachable through an address)."""
-    for ip in ipam.ips:
-        pod.add_address(ifname, ip.address)
-    for route in ipam.routes:
-        gateway = route.gw
-        if gateway is None:  # the reference plugins use the same family's IP gateway
-            family = ":" in route.dst
-            gateway = next(
-                (ip.gateway for ip in ipam.ips if ip.gateway and (":" in ip.gateway) == family),
-                None,
-            )
-        pod.add_route(route.dst, gateway=gateway, dev=ifname)
-
-
-def _announce(netns: Path, ifname: str, result: CniResult) -> None:
-    mac = result.interfaces[0].mac
-    if mac is None:
-        return
-    addrs = [ip.address.partition("/")[0] for ip in result.ips]
-    # Best effort, like every CNI plugin's ARP announcement: a pod without carrier yet still
-    # gets its network; neighbours then learn its MAC from its first packet.
-    with contextlib.suppress(HostError):
-        announce(netns, ifname, mac, addrs)
 
 
 __all__ = [

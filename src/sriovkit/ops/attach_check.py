@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sriovkit.errors import HostError, NotFound, SriovkitError
+from sriovkit.errors import HostError, SriovkitError
 from sriovkit.model.attachment import AttachmentRecord
 from sriovkit.model.cni import CniEnv, NetConf
 from sriovkit.model.cni_result import CniResult, parse_result
 from sriovkit.model.vf import ATTR_FIELDS, not_applied, show_value
-from sriovkit.ops.attach_vf import in_pod_is_ours
 from sriovkit.ops.restore import AttachContext, ipam_conf, ipam_env_of
 from sriovkit.ops.vfconfig import read_vf
 
@@ -52,12 +51,15 @@ def verify(ctx: AttachContext, record: AttachmentRecord, prev: CniResult | None 
     if record.original.name:
         pod = ctx.netlink.in_netns(netns)
         try:
-            try:
-                link = pod.link(record.ifname)
-            except NotFound:
-                raise CheckFailed(f"{where}: no interface {record.ifname} in the pod") from None
-            if not in_pod_is_ours(link, record.device_id):
-                raise CheckFailed(f"{where}: {record.ifname} in the pod is device {link.parent}")
+            # By the VF's device, never by name: the pod may have renamed it or made another
+            # link of the recorded name.
+            link = pod.find_device(record.device_id, hint=record.ifname)
+            if link is None:
+                raise CheckFailed(f"{where}: the VF is not in the pod")
+            if link.name != record.ifname:
+                raise CheckFailed(
+                    f"{where}: the VF is called {link.name} in the pod, not {record.ifname}"
+                )
             iface = result.interfaces[0] if result.interfaces else None
             if iface is not None and iface.mac is not None and link.mac != iface.mac:
                 problems.append(f"MAC is {link.mac}, recorded {iface.mac}")

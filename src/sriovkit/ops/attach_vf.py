@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sriovkit.errors import HostError, InvalidInput, NotFound
+from sriovkit.errors import HostError, InvalidInput, NotFound, SriovkitError
 from sriovkit.host.netlink import LinkInfo, Netlink
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.attachment import AttachmentRecord, VfOriginalState
 from sriovkit.model.pci import PciAddress
+from sriovkit.model.vf import VfSettings
 from sriovkit.ops.vf import USERSPACE_DRIVERS
 from sriovkit.ops.vfconfig import apply_vf
 
@@ -46,7 +47,11 @@ class VfTarget:
 def resolve_vf(sysfs: Sysfs, pci: PciAddress) -> VfTarget:
     """Resolve VF `pci` to its PF, index and netdevs; errors name the VF and what is missing."""
     if not sysfs.exists(pci):
-        raise NotFound(f"VF {pci} not found: no such PCI device under {sysfs.device_dir(pci)}")
+        # A configuration error (CNI code 7), not an internal one: the config names a device
+        # this host does not have.
+        raise InvalidInput(
+            "deviceID", f"{pci}: no such PCI device on this host ({sysfs.device_dir(pci)})"
+        )
     pf_pci = PciAddress.try_parse(sysfs.link_base(pci, "physfn") or "")
     if pf_pci is None:
         raise InvalidInput("deviceID", f"{pci} is not an SR-IOV VF (it has no physfn link)")
@@ -78,33 +83,64 @@ def require_netdev(vf: VfTarget) -> str:
     return vf.netdev
 
 
-def in_pod_is_ours(link: LinkInfo, device_id: str) -> bool:
-    """Whether the pod's `link` (found under the name ADD gave it) is the VF `device_id`."""
-    return link.parent is None or link.parent == device_id
-
-
-def is_our_vf(link: LinkInfo, device_id: str, original_name: str) -> bool:
-    """Whether `link` is the VF `device_id`: by its PCI parent when the kernel reports one.
-
-    A veth (the integration tier's stand-in) has no parent device: then only its original name
-    identifies it, never a generic pod name like `net1`.
-    """
-    if link.parent is not None:
-        return link.parent == device_id
-    return link.name == original_name
-
-
 def restore_pf_side(netlink: Netlink, record: AttachmentRecord) -> None:
-    """Put the PF-side VF attributes back (one request, verified; mac first in kernel order).
-
-    The admin MAC goes back before the netdev's own MAC: some drivers (i40e with trust off)
-    refuse a VF netdev MAC change that disagrees with the admin MAC.
-    """
+    """Put the PF-side VF attributes back (one request, verified; mac first in kernel order)."""
     if record.pf is None or record.vf_index is None:
         return
     # NotFound: the PF lost its VFs (sriov_numvfs went to 0): nothing left to restore.
     with contextlib.suppress(NotFound):
         apply_vf(netlink, record.pf, record.vf_index, record.original.vf_settings())
+
+
+def needs_trust_for_mac(settings: VfSettings, current_trust: bool | None) -> bool:
+    """Whether the VF must be trusted for a while so that its netdev can take a new MAC.
+
+    igb refuses a VF's own MAC change while the PF has set an admin MAC and the VF is not
+    trusted ("VF n attempted to override administratively set MAC address", EADDRNOTAVAIL;
+    measured in the lab), and the netdev only picks the admin MAC up on a driver reload. So
+    where the VF will end up untrusted, it is trusted while its netdev MAC is set, then not.
+    """
+    trust = settings.trust if settings.trust is not None else current_trust
+    return trust is False
+
+
+def mac_while_trusted(netlink: Netlink, record: AttachmentRecord, mac: str | None) -> None:
+    """Give the VF netdev (still in the host) `mac`, then take the PF-side trust away."""
+    netlink.set_link(record.original.name, mac=mac)
+    if record.pf is not None and record.vf_index is not None:
+        apply_vf(netlink, record.pf, record.vf_index, VfSettings(trust=False))
+
+
+@contextlib.contextmanager
+def pf_side_restored(netlink: Netlink, record: AttachmentRecord) -> Iterator[None]:
+    """Put the PF side back; the body gives the netdev its own MAC back, trusted if need be.
+
+    Admin MAC before the netdev's: some drivers (i40e with trust off) refuse a netdev MAC that
+    disagrees with the admin MAC. And trust last, after the body: igb refuses an untrusted
+    VF's MAC change once an admin MAC is set (see `needs_trust_for_mac`), which is how a DEL
+    after the pod's netns was deleted used to fail for good.
+    """
+    if record.pf is None or record.vf_index is None:
+        yield
+        return
+    settings = record.original.vf_settings()
+    hold = bool(record.original.name) and needs_trust_for_mac(settings, None)
+    # NotFound: the PF lost its VFs (sriov_numvfs went to 0): nothing left to restore.
+    with contextlib.suppress(NotFound):
+        apply_vf(
+            netlink, record.pf, record.vf_index, replace(settings, trust=True) if hold else settings
+        )
+    if not hold:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(SriovkitError):  # the body's error is the one to report
+            apply_vf(netlink, record.pf, record.vf_index, VfSettings(trust=False))
+        raise
+    with contextlib.suppress(NotFound):
+        apply_vf(netlink, record.pf, record.vf_index, VfSettings(trust=False))
 
 
 def move_home(
@@ -127,30 +163,37 @@ def move_home(
 def bring_home(host: Netlink, pod: Netlink, record: AttachmentRecord, host_netns: Path) -> bool:
     """Move the VF of `record` from `pod` back to the host as it was; False if it is not there.
 
-    The one way a VF leaves a pod, for DEL, GC and ADD's rollback alike: one message back
-    (name, MTU, MAC, the admin state captured before ADD), then the altnames ADD dropped.
+    The one way a VF leaves a pod, for DEL, GC and ADD's rollback alike. The VF is found by its
+    device, whatever the pod renamed it to (a link of the recorded name the pod made itself is
+    never touched). Altnames it carries now were given by the pod (ADD dropped the host's):
+    they go first, as one that exists in the host would make the kernel refuse the move. Then
+    one message back (name, MTU, MAC, the admin state captured before ADD), then the altnames
+    ADD dropped.
     """
-    try:
-        link = pod.link(record.ifname)
-    except NotFound:
+    link = pod.find_device(record.device_id, hint=record.ifname)
+    if link is None:
         return False
-    if not in_pod_is_ours(link, record.device_id):
-        return False
+    for alt in link.altnames:
+        pod.del_altname(link.name, alt)
     original = record.original
-    move_home(pod, record.ifname, original, original_up(original), host_netns)
+    move_home(pod, link.name, original, original_up(original), host_netns)
     restore_altnames(host, original)
     return True
 
 
 def undo_move(netlink: Netlink, record: AttachmentRecord, host_netns: Path) -> None:
-    """ADD's undo of the netdev move: the VF is in the pod as `ifname`, or never left the host.
+    """ADD's undo of the netdev move: the VF is in the pod, or never left the host.
 
-    Registered before the move: the kernel moves and renames a netdev first and applies
-    MTU/MAC/up after, so a refused MTU fails the request with the VF already in the pod.
+    Registered before the move. The kernel moves a netdev first (under its host name when that
+    is free in the pod), then applies MAC and MTU, and renames it last, so a refused MAC or
+    name fails the request with the VF already in the pod: the undo finds it there by device.
     Raises when the VF is in neither place, so the rollback keeps the records for DEL/GC.
     """
-    # The admin MAC first: some drivers refuse the netdev MAC change while it differs.
-    restore_pf_side(netlink, record)
+    with pf_side_restored(netlink, record):
+        _undo_move(netlink, record, host_netns)
+
+
+def _undo_move(netlink: Netlink, record: AttachmentRecord, host_netns: Path) -> None:
     try:
         pod: Netlink | None = netlink.in_netns(Path(record.netns))
     except HostError:
@@ -161,15 +204,14 @@ def undo_move(netlink: Netlink, record: AttachmentRecord, host_netns: Path) -> N
                 return
         finally:
             pod.close()
-    # Not in the pod: the move was refused before it happened (the kernel checks the name and
-    # the netns first), so the VF is still in the host under its original name, untouched.
-    try:
-        netlink.link(record.original.name)
-    except NotFound:
+    # Not in the pod: the move was refused before it happened (the kernel checks the names and
+    # the netns first), so the VF is still in the host; put back whatever differs.
+    link = netlink.find_device(record.device_id, hint=record.original.name)
+    if link is None:
         raise HostError(
-            f"VF {record.device_id} is neither in netns {record.netns} as {record.ifname} "
-            f"nor in the host netns as {record.original.name}"
-        ) from None
+            f"VF {record.device_id} is neither in netns {record.netns} nor in the host netns"
+        )
+    fix_in_host(netlink, link.name, record.original, original_up(record.original))
 
 
 def on_its_way_back(sysfs: Sysfs, record: AttachmentRecord) -> bool:
@@ -206,6 +248,9 @@ def restore_altnames(netlink: Netlink, original: VfOriginalState) -> None:
 def fix_in_host(netlink: Netlink, name: str, original: VfOriginalState, up: bool) -> None:
     """A VF netdev found in the host netns under `name`: rename it back, MTU, MAC, admin state."""
     link = netlink.link(name)
+    for alt in link.altnames:
+        if alt not in original.altnames:  # given by the pod; it came back with the VF
+            netlink.del_altname(name, alt)
     if link.name != original.name and link.up:
         netlink.set_link(name, up=False)  # renaming a running netdev is refused (EBUSY)
     mac = original.effective_mac or None
@@ -220,30 +265,22 @@ def fix_in_host(netlink: Netlink, name: str, original: VfOriginalState, up: bool
 
 def find_in_host(
     netlink: Netlink,
-    sysfs: Sysfs,
     record: AttachmentRecord,
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
-) -> str | None:
-    """The VF netdev's current name in the host netns, or None if it is nowhere to be found.
+) -> LinkInfo | None:
+    """The VF netdev in the host netns, by its device, or None if it is not there.
 
     A real VF whose pod netns was deleted comes back to the host netns on its own, keeping the
     pod's name (or `devN` on a clash), but only once the kernel's netns cleanup ran: so look a
-    few times within `timeout`, through sysfs (which names it by PCI address) and by name.
+    few times within `timeout`. Whatever its name, only the VF's own device counts.
     """
     deadline = time.monotonic() + timeout
     pause = 0.02
     while True:
-        candidates = [
-            *sysfs.netdev_map().get(record.pci, ()),
-            record.original.name,
-            record.ifname,
-        ]
-        for name in dict.fromkeys(candidates):
-            with contextlib.suppress(NotFound):
-                link = netlink.link(name)
-                if is_our_vf(link, record.device_id, record.original.name):
-                    return link.name
+        link = netlink.find_device(record.device_id, hint=record.original.name)
+        if link is not None:
+            return link
         left = deadline - time.monotonic()
         if left <= 0:
             return None
@@ -256,11 +293,12 @@ __all__ = [
     "bring_home",
     "find_in_host",
     "fix_in_host",
-    "in_pod_is_ours",
-    "is_our_vf",
+    "mac_while_trusted",
     "move_home",
+    "needs_trust_for_mac",
     "on_its_way_back",
     "original_up",
+    "pf_side_restored",
     "require_netdev",
     "resolve_vf",
     "restore_pf_side",

@@ -3,7 +3,7 @@
 One function, `release`, so that DEL, GC and ADD (cleaning an allocation whose pod is gone) all
 restore a VF the same way, in the same order:
 
-1. PF-side attributes (admin MAC first, see `restore_pf_side`),
+1. PF-side attributes (admin MAC first, trust last: see `pf_side_restored`),
 2. the netdev: moved back from the pod netns in one message, or, when the pod netns is gone,
    found in the host netns (a real VF comes back there on its own) and renamed back; a VF
    still bound to its kernel driver with no netdev in the host yet is on its way back from the
@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sriovkit.errors import Busy, HostError, InvalidInput, NotFound, SriovkitError
-from sriovkit.host.ipam import Ipam, pod_independent
+from sriovkit.host.ipam import Ipam
 from sriovkit.host.netlink import Netlink
 from sriovkit.host.netns import HOST_NETNS, netns_alive
 from sriovkit.host.state import StateStore
@@ -39,10 +38,9 @@ from sriovkit.ops.attach_vf import (
     fix_in_host,
     on_its_way_back,
     original_up,
+    pf_side_restored,
     restore_altnames,
-    restore_pf_side,
 )
-from sriovkit.ops.background import Background
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,9 @@ class AttachContext:
     process there). `netns_alive` decides whether a recorded pod netns still exists (a seam so
     unit tests on a simulated host can name fake namespaces). `return_timeout` bounds the wait
     for a real VF to come back to the host netns after its pod netns was deleted.
+    `still_wanted` is called by ADD once it holds its locks, before it changes anything: the
+    adapter raises `Abandoned` there when the request's client left or its deadline passed
+    (the runtime gave up and will send, or already sent, DEL), so a stale ADD never runs.
     """
 
     sysfs: Sysfs
@@ -65,6 +66,7 @@ class AttachContext:
     netns_alive: Callable[[Path], bool] = field(default=netns_alive)
     announce: bool = True
     return_timeout: float = 2.0
+    still_wanted: Callable[[], None] | None = None
 
 
 def ipam_conf(raw_conf: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -108,10 +110,13 @@ def restore_vf(ctx: AttachContext, record: AttachmentRecord) -> None:
     """Put the VF of `record` back as recorded (PF side, then netdev); raise if it cannot."""
     if not ctx.sysfs.exists(record.pci):
         return  # the VF itself is gone (sriov_numvfs lowered): nothing left to restore
-    restore_pf_side(ctx.netlink, record)
+    with pf_side_restored(ctx.netlink, record):
+        if record.original.name:  # else DPDK mode: the VF never had a netdev to move
+            _netdev_home(ctx, record)
+
+
+def _netdev_home(ctx: AttachContext, record: AttachmentRecord) -> None:
     original = record.original
-    if not original.name:
-        return  # DPDK mode: the VF never had a netdev to move
     netns = Path(record.netns)
     gone = not ctx.netns_alive(netns)
     if not gone:
@@ -126,12 +131,20 @@ def restore_vf(ctx: AttachContext, record: AttachmentRecord) -> None:
                     return
             finally:
                 pod.close()
-    name = find_in_host(ctx.netlink, ctx.sysfs, record, ctx.return_timeout if gone else 0.0)
-    if name is not None:
-        fix_in_host(ctx.netlink, name, original, original_up(original))
+    link = find_in_host(ctx.netlink, record, ctx.return_timeout if gone else 0.0)
+    if link is not None:
+        fix_in_host(ctx.netlink, link.name, original, original_up(original))
         restore_altnames(ctx.netlink, original)
         return
-    if gone and on_its_way_back(ctx.sysfs, record):
+    if not gone:
+        # The pod lives but the VF is neither in it nor in the host (the pod moved it on into
+        # a netns of its own, say): forgetting it would lose it. The record stays; a retry or
+        # GC finds it once the pod is gone and the kernel returned it.
+        raise HostError(
+            f"VF {record.device_id} is not in the pod netns {record.netns} (under any name) "
+            "nor in the host netns"
+        )
+    if on_its_way_back(ctx.sysfs, record):
         # The netns cleanup has not returned the netdev yet: forgetting the VF now would let
         # the next ADD take the pod's name and settings for the VF's original ones.
         raise Busy(
@@ -157,28 +170,18 @@ def release(
     alloc = store.read_allocation(record.device_id)
     owned = alloc is None or alloc.key == record.key
     conf = ipam_conf(raw_conf)
-    # A plugin that never looks at the pod releases while the VF moves back (the move is
-    # ~15-20 ms in the kernel). Should the VF then fail to come back, the record stays and a
-    # retry's IPAM DEL is a no-op: releasing IPAM first is also what the reference plugin does.
-    early = None
-    if conf is not None and pod_independent(conf):
-        early = Background("ipam-del", ipam_delete, ctx.ipam, conf, env)
-    try:
-        if owned:
-            try:
-                restore_vf(ctx, record)
-            except (HostError, NotFound) as exc:
-                raise HostError(
-                    f"cannot give VF {record.device_id} back from {record.key} "
-                    f"(netns {record.netns}): {exc}; its record is kept for a retry",
-                    getattr(exc, "errno", None),
-                ) from exc
-    finally:
-        if early is not None:
-            early.wait()
-    if early is not None:
-        early.result()
-    elif conf is not None:
+    if owned:
+        try:
+            restore_vf(ctx, record)
+        except (HostError, NotFound) as exc:
+            raise HostError(
+                f"cannot give VF {record.device_id} back from {record.key} "
+                f"(netns {record.netns}): {exc}; its record is kept for a retry",
+                getattr(exc, "errno", None),
+            ) from exc
+    # IPAM only once the VF is back: released earlier, a VF that then failed to come back
+    # would keep in the pod an address the plugin hands to the next pod.
+    if conf is not None:
         ipam_delete(ctx.ipam, conf, env)
     store.delete_attachment(record.key)
     if owned:
@@ -204,17 +207,20 @@ def delete(
     key = env.key
     ipam_env = ipam_env_of(env)
     try:
-        record = ctx.store.read_attachment(key)
-        if record is not None:
-            with ctx.store.lock_vf(record.device_id, ctx.lock_timeout):
-                record = ctx.store.read_attachment(key)  # a concurrent DEL may have finished
-                if record is not None:
-                    release(ctx, record, raw_conf, ipam_env)
-                    return
-        # Nothing recorded: still release IPAM, which a runtime expects DEL to do.
-        conf_for_ipam = ipam_conf(raw_conf)
-        if conf_for_ipam is not None:
-            ipam_delete(ctx.ipam, conf_for_ipam, ipam_env)
+        # The attachment's lock first: an ADD of the same key that already started finishes
+        # before this DEL looks, so the DEL sees (and undoes) what it did.
+        with ctx.store.lock_attachment(key, ctx.lock_timeout):
+            record = ctx.store.read_attachment(key)
+            if record is not None:
+                with ctx.store.lock_vf(record.device_id, ctx.lock_timeout):
+                    record = ctx.store.read_attachment(key)  # a GC may have finished it
+                    if record is not None:
+                        release(ctx, record, raw_conf, ipam_env)
+                        return
+            # Nothing recorded: still release IPAM, which a runtime expects DEL to do.
+            conf_for_ipam = ipam_conf(raw_conf)
+            if conf_for_ipam is not None:
+                ipam_delete(ctx.ipam, conf_for_ipam, ipam_env)
     except SriovkitError:
         raise
     except Exception as exc:
@@ -277,8 +283,7 @@ def status(ctx: AttachContext, raw_conf: Mapping[str, Any] | None = None) -> Non
     (its own error and code are passed on)."""
     try:
         ctx.store.attachment_keys()  # creates and opens the tree, refusing symlinks
-        with tempfile.NamedTemporaryFile(dir=ctx.store.dir, prefix=".status-"):
-            pass
+        ctx.store.check_writable()
     except (SriovkitError, OSError) as exc:
         raise PluginNotAvailable(
             f"plugin not available: state directory {ctx.store.dir} is not usable: {exc}"

@@ -20,7 +20,14 @@ from sriovkit.errors import HostError, NotFound, Timeout
 from sriovkit.host.netlink import Address, LinkInfo, Route
 from sriovkit.model.vf import ATTR_FIELDS, VfInfo, VfSettings, complete_request, normalize_mac
 from sriovkit.sim.capabilities import caps_for
-from sriovkit.sim.netlink_state import SimLink, World, link_names, load_world, save_world
+from sriovkit.sim.netlink_state import (
+    SimLink,
+    World,
+    link_names,
+    load_world,
+    save_world,
+    world_lock,
+)
 
 T = TypeVar("T")
 
@@ -46,13 +53,39 @@ class FakeNetlink:
     # -- world handling -------------------------------------------------------------------------
 
     def _run(self, fn: Callable[[World], T], *, write: bool = False) -> T:
-        """`fn` on the world; saved after a change, or after a read that initialised VFs."""
-        world = load_world(self.root) if self.root is not None else self._memory
-        try:
-            return fn(world)
-        finally:
-            if (write or world.changed) and self.root is not None:
-                save_world(self.root, world)
+        """`fn` on the world; saved after a change, or after a read that initialised VFs.
+
+        A change is load -> `fn` -> save under the tree's `world_lock` (or the in-memory
+        world's lock), so concurrent changes from other processes and threads are never lost;
+        the save runs even when `fn` raises, because a refused VF attribute leaves the ones
+        before it applied (see the module doc). Reads of a tree take no lock (saves are atomic
+        renames): they are the hot path of every CNI request. `fn` must not call `_run` again.
+        """
+        if self.root is None:
+            with self._memory.lock:
+                return fn(self._memory)
+        if not write:
+            world = load_world(self.root)
+            try:
+                result = fn(world)
+            except Exception:
+                if not world.changed:
+                    raise
+            else:
+                if not world.changed:
+                    return result
+            # The read (re)initialised a VF table, which must be saved: done as a change, on a
+            # world loaded under the lock, or the save could undo a concurrent writer's change.
+        return self._change(self.root, fn)
+
+    @staticmethod
+    def _change(root: Path, fn: Callable[[World], T]) -> T:
+        with world_lock(root):
+            world = load_world(root)
+            try:
+                return fn(world)
+            finally:
+                save_world(root, world)
 
     def add_link(
         self,
@@ -110,6 +143,7 @@ class FakeNetlink:
             altnames=tuple(link.altnames),
             num_vfs=link.num_vfs,
             parent=link.parent,
+            parent_bus="pci" if link.parent else None,
         )
 
     # -- links ----------------------------------------------------------------------------------
@@ -129,6 +163,32 @@ class FakeNetlink:
     def link(self, name: str) -> LinkInfo:
         """The link called `name`; NotFound otherwise."""
         return self._run(lambda w: self._info(self._find(w, name)))
+
+    def link_by_index(self, index: int) -> LinkInfo:
+        """The link with ifindex `index` in this fake's namespace; NotFound otherwise."""
+
+        def get(w: World) -> LinkInfo:
+            for lk in w.links.values():
+                if lk.netns == self._netns and lk.index == index:
+                    return self._info(lk)
+            raise NotFound(f"link #{index} not found")
+
+        return self._run(get)
+
+    def find_device(self, device_id: str, hint: str | None = None) -> LinkInfo | None:
+        """The netdev whose parent is PCI function `device_id`, whatever its name (hint unused)."""
+
+        def get(w: World) -> LinkInfo | None:
+            for lk in w.links.values():
+                if lk.netns == self._netns and lk.parent == device_id:
+                    return self._info(lk)
+            return None
+
+        return self._run(get)
+
+    def netns_id(self, netns: Path) -> int | None:
+        """The fake keeps no netns ids (nothing in it is a veth)."""
+        return None
 
     def set_link(
         self,

@@ -4,13 +4,22 @@ On a simulated host (`root` given) the links and VF counts come from the sysfs t
 (`ROOT/sys/class/net/<if>`, the PF's `device/sriov_numvfs`, `device/driver`, `carrier`, `speed`),
 and what netlink changed (VF attributes, names, MTU, MAC, state, netns, addresses, routes) is
 kept in `ROOT/.sriovkit-sim/netlink.json`, so successive CLI calls see earlier changes.
+
+Concurrency, as the kernel gives it: every change is a load -> modify -> save of that one file,
+done under an exclusive flock() of `ROOT/.sriovkit-sim/netlink.lock` (`world_lock`), so two
+processes (CLI calls, the agent, the in-process CNI fallback) or two threads changing different
+VFs of one PF never lose each other's update. Reads take no lock: a save is a rename over the
+file, so a reader sees the old world or the new one, never a torn one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +28,8 @@ from sriovkit.model.vf import LinkState, VfInfo, VfStats, VlanProto
 from sriovkit.sim.capabilities import caps_for
 
 STATE_FILE = ".sriovkit-sim/netlink.json"
+LOCK_FILE = ".sriovkit-sim/netlink.lock"
+_TMP_FILE = ".sriovkit-sim/.netlink.json.tmp"
 
 
 @dataclass(slots=True)
@@ -62,6 +73,9 @@ class World:
     vfs: dict[str, dict[int, VfInfo]] = field(default_factory=dict)
     routes: list[dict[str, Any]] = field(default_factory=list)
     changed: bool = False  # set by a read that (re)initialised a VF table: it must be saved
+    # Serialises the changes of an in-memory world (shared by a fake and its `in_netns` views)
+    # across threads; a world loaded from a tree is guarded by `world_lock` instead.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def vf_table(self, link: SimLink) -> dict[int, VfInfo]:
         """The VF attributes of PF `link`, created as the driver initialises new VFs."""
@@ -244,8 +258,35 @@ def load_world(root: Path) -> World:
     return world
 
 
+@contextlib.contextmanager
+def world_lock(root: Path) -> Iterator[None]:
+    """Hold the simulated host's netlink lock: wrap load -> change -> `save_world` in it.
+
+    flock() belongs to the open file, so a fresh open per call makes two threads of one process
+    exclude each other as well as two processes, and a holder killed mid-change releases the
+    lock with its fd. Not re-entrant: a thread holding it must not take it again. The lock file
+    is never deleted (a waiter would otherwise lock an inode nobody else sees).
+    """
+    path = Path(root) / LOCK_FILE
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, flags, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def save_world(root: Path, world: World) -> None:
-    """Write the recorded changes atomically (temp file, fsync, rename)."""
+    """Write the recorded changes atomically (temp file, fsync, rename); hold `world_lock`.
+
+    The lock makes one fixed temp name safe, and a writer killed before its rename leaves that
+    one file for the next writer to truncate, instead of a new stray file per crash.
+    """
     data = {
         "links": {k: link.overrides() for k, link in world.links.items()},
         "vfs": {
@@ -253,21 +294,24 @@ def save_world(root: Path, world: World) -> None:
         },
         "routes": world.routes,
     }
-    target = root / STATE_FILE
+    target = Path(root) / STATE_FILE
+    tmp = Path(root) / _TMP_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".netlink.", suffix=".tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o600)
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
-        Path(tmp).replace(target)
+        tmp.replace(target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 __all__ = [
+    "LOCK_FILE",
     "STATE_FILE",
     "SimLink",
     "World",
@@ -277,4 +321,5 @@ __all__ = [
     "save_world",
     "vf_from_json",
     "vf_to_json",
+    "world_lock",
 ]

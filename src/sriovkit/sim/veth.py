@@ -32,6 +32,7 @@ import re
 import secrets
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -228,10 +229,22 @@ class SplitNetlink:
     to `kernel`.
     """
 
-    def __init__(self, pf_side: Netlink, kernel: Netlink, tree_links: frozenset[str]) -> None:
+    def __init__(
+        self,
+        pf_side: Netlink,
+        kernel: Netlink,
+        tree_links: frozenset[str],
+        pairs: Mapping[str, VethPair] | None = None,
+        *,
+        host: Netlink | None = None,
+        netns: Path | None = None,
+    ) -> None:
         self.pf_side = pf_side
         self.kernel = kernel
         self.tree_links = tree_links
+        self.pairs = dict(pairs or {})  # VF PCI address -> its pair
+        self._host = host  # the host netns's kernel seam (owned by the parent) when in a pod
+        self._netns = netns
 
     def __enter__(self) -> SplitNetlink:
         return self
@@ -250,6 +263,45 @@ class SplitNetlink:
     def link(self, name: str) -> LinkInfo:
         """One link, from whichever side holds it."""
         return self._for(name).link(name)
+
+    def link_by_index(self, index: int) -> LinkInfo:
+        """The kernel's link with ifindex `index` (tree-only links have no real index)."""
+        return self.kernel.link_by_index(index)
+
+    def find_device(self, device_id: str, hint: str | None = None) -> LinkInfo | None:
+        """The veth end standing in for VF `device_id`, found through its recorded peer.
+
+        A veth has no PCI parent, so the simulated host's own record stands in for one: the
+        peer end it created stays in the host netns, and the kernel reports that peer's other
+        end (IFLA_LINK) with the id of the netns it is in (IFLA_LINK_NETNSID). Only that end
+        is the VF: a link the pod made, whatever its name, MAC or kind, is never taken for it.
+        """
+        pair = self.pairs.get(device_id)
+        if pair is None:
+            return self.pf_side.find_device(device_id, hint)
+        host = self._host if self._host is not None else self.kernel
+        try:
+            peer = host.link(pair.peer)
+        except NotFound:
+            return None  # the pair was destroyed (its VF end was deleted, or its netns)
+        if peer.kind != "veth" or peer.link is None:
+            return None
+        if self._netns is None:  # bound to the host netns: the end must be here too
+            if peer.link_netnsid is not None:
+                return None
+        elif peer.link_netnsid is None or peer.link_netnsid != host.netns_id(self._netns):
+            return None
+        try:
+            end = self.kernel.link_by_index(peer.link)
+        except NotFound:
+            return None
+        if end.kind != "veth" or end.link != peer.index:
+            return None
+        return end
+
+    def netns_id(self, netns: Path) -> int | None:
+        """The kernel's id for the netns at `netns`."""
+        return self.kernel.netns_id(netns)
 
     def vfs(self, pf: str) -> list[VfInfo]:
         """VF attributes as the PF reports them: kept by the fake."""
@@ -323,7 +375,11 @@ class SplitNetlink:
         """The seam bound to another netns: there are no tree-only links there."""
         kernel = self.kernel.in_netns(netns)
         try:
-            return SplitNetlink(self.pf_side.in_netns(netns), kernel, frozenset())
+            host = self._host if self._host is not None else self.kernel
+            return SplitNetlink(
+                self.pf_side.in_netns(netns), kernel, frozenset(), self.pairs,
+                host=host, netns=netns,
+            )  # fmt: skip
         except BaseException:
             kernel.close()
             raise
@@ -342,9 +398,10 @@ def open_veth_netlink(root: Path) -> SplitNetlink:
     from sriovkit.sim.netlink import FakeNetlink  # noqa: PLC0415
 
     fake = FakeNetlink(Path(root))
-    veth_ends = {p.name for p in load_pairs(root)}
+    pairs = load_pairs(root)
+    veth_ends = {p.name for p in pairs}
     tree_links = frozenset(fake.link_names()) - veth_ends - {"lo"}
-    return SplitNetlink(fake, Pyroute2Netlink(), tree_links)
+    return SplitNetlink(fake, Pyroute2Netlink(), tree_links, {p.vf: p for p in pairs})
 
 
 __all__ = [
