@@ -72,7 +72,10 @@ class Bench:
         self.state = tmp / "state"
         self.ipam_dir = tmp / "ipam"
         self.sock = tmp / "agent.sock"
-        self.shim = install_shim(tmp / "bin", "sriov", self.sock)[0]
+        # Baked at install: the shim ignores these in its environment (issue 10).
+        self.shim = install_shim(
+            tmp / "bin", "sriov", self.sock, state_dir=self.state, root=host.root
+        )[0]
         self.agent: subprocess.Popen[bytes] | None = None
 
     def start_agent(self) -> None:

@@ -24,7 +24,6 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from sriovkit.commands.agent import install_cni
 from sriovkit.sim.netlink import FakeNetlink
 from sriovkit.sim.veth import VethHost
 
@@ -38,11 +37,17 @@ def cni_plugins_missing() -> str | None:
     return None
 
 
-def install_shim(bin_dir: Path, agent_socket: Path) -> Path:
-    """`sriovkit install-cni --bin-dir BIN_DIR --socket SOCK`; the installed plugin's path."""
-    result = CliRunner().invoke(
-        install_cni, ["--bin-dir", str(bin_dir), "--socket", str(agent_socket)]
-    )
+def install_shim(bin_dir: Path, agent_socket: Path, state: Path, root: Path) -> Path:
+    """`sriovkit --root ROOT install-cni --bin-dir BIN_DIR --socket SOCK --state-dir STATE`.
+
+    The settings are baked into the shim and win over the environment a test (or a runtime)
+    runs the plugin with; the installed plugin's path is returned.
+    """
+    from sriovkit.cli import cli  # noqa: PLC0415
+
+    args = ["--root", str(root), "install-cni", "--bin-dir", str(bin_dir)]
+    args += ["--socket", str(agent_socket), "--state-dir", str(state)]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     return bin_dir / "sriov"
 

@@ -116,8 +116,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CniLab]:
     host = create_veth_host(tmp / "host", "82576", vfs=2, prefix="sb" + uuid.uuid4().hex[:4])
     try:
         made = CniLab(
-            host, tmp / "state", tmp / "ipam", install_shim(tmp / "bin", tmp / "x.sock"),
-            tmp / "x.sock",
+            host, tmp / "state", tmp / "ipam",
+            install_shim(tmp / "bin", NO_AGENT, tmp / "state", host.root), NO_AGENT,
         )  # fmt: skip
     except BaseException:
         host.cleanup()  # real veth pairs: never leak them when set-up fails half-way
@@ -162,6 +162,9 @@ def test_bad_input(
     code: int,
 ) -> None:
     lab.agent_socket = request.getfixturevalue("agent").socket if mode == "agent" else NO_AGENT
+    # The socket is baked into the shim at install: one shim per mode.
+    lab.shim = install_shim(lab.state.parent / f"bin-{mode}", lab.agent_socket, lab.state,
+                            lab.host.root)  # fmt: skip
     before = lab.snapshot()
     env = lab.env("ADD", uuid.uuid4().hex, pod)
     for key, value in env_change.items():

@@ -60,7 +60,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 def make_lab(tmp_path: Path, agent_socket: Path, vfs: int = 4) -> CniLab:
     host = create_veth_host(tmp_path / "host", "82576", vfs=vfs, prefix="sk" + uuid.uuid4().hex[:4])
     try:
-        shim = install_shim(tmp_path / "bin", agent_socket)
+        shim = install_shim(tmp_path / "bin", agent_socket, tmp_path / "state", host.root)
     except BaseException:
         host.cleanup()  # real veth pairs: never leak them when set-up fails half-way
         raise
@@ -397,3 +397,60 @@ def test_second_agent_refuses_to_start(agent: AgentProcess) -> None:
     assert b"another sriovkit agent" in proc.stderr
     assert b"Traceback" not in proc.stderr
     wait_for_socket(agent.socket, agent.proc)  # the first one still serves
+
+
+# --- what the runtime's environment may and may not change --------------------------------------
+
+
+def test_baked_settings_win_over_the_runtimes_environment(lab: CniLab, tmp_path: Path) -> None:
+    """ADD with an environment naming another state dir, root and socket, DEL with a reduced
+    one (podman runs DEL from conmon's cleanup): both use what was baked in at install."""
+    vf = lab.host.pairs[0].vf
+    before = lab.snapshot()
+    pod, c = lab.new_netns(), cid()
+    env = lab.env("ADD", c, pod)
+    env["SRIOVKIT_STATE_DIR"] = str(tmp_path / "caller-state")
+    env["SRIOVKIT_ROOT"] = str(tmp_path / "caller-root")
+    env["SRIOVKIT_AGENT_SOCKET"] = str(tmp_path / "caller.sock")
+    add = lab.run(env, lab.conf(vf))
+    assert add.code == 0, add.stdout
+    assert lab.records() == sorted([f"allocations/{vf}.json", f"attachments/{c}@net1.json"])
+    assert not (tmp_path / "caller-state").exists()
+    reduced = {k: v for k, v in lab.env("DEL", c, pod).items() if k.startswith("CNI_")}
+    out = lab.run(reduced, lab.conf(vf))
+    assert (out.code, out.stdout) == (0, b""), out.stdout
+    assert lab.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("CNI_IFNAME", "net\udcff"),
+        ("CNI_CONTAINERID", "c\udcc3("),  # a lead byte without its continuation
+        ("CNI_NETNS", "/run/netns/\udcff"),
+        ("CNI_ARGS", "K8S_POD_NAME=p\udcfe"),
+        ("CNI_PATH", "/usr/lib/cni:/opt/\udcff"),
+    ],
+)
+def test_bytes_that_are_not_utf8_are_code_4_naming_the_variable(
+    lab: CniLab, var: str, value: str
+) -> None:
+    vf = lab.host.pairs[0].vf
+    before = lab.snapshot()
+    env = lab.env("ADD", cid(), lab.new_netns())
+    env[var] = value  # subprocess passes it on as the raw bytes (surrogateescape)
+    out = lab.run(env, lab.conf(vf))
+    assert out.code == 1 and out.stderr == b""
+    error = out.json
+    assert error["code"] == 4, error
+    assert var in error["msg"] and "UTF-8" in error["msg"]
+    assert lab.snapshot() == before
+
+
+def test_a_device_id_the_host_does_not_have_is_code_7(lab: CniLab) -> None:
+    before = lab.snapshot()
+    out = lab.run(lab.env("ADD", cid(), lab.new_netns()), lab.conf("0000:3b:11.7"))
+    assert lab.snapshot() == before
+    error = out.json
+    assert (out.code, error["code"]) == (1, 7), error
+    assert "deviceID" in error["msg"]

@@ -183,10 +183,17 @@ def test_agent_serves_the_shim_protocol(sock_dir: Path) -> None:
     with agent_thread(path, run, {"SRIOVKIT_STATE_DIR": "/default", "SRIOVKIT_ROOT": "/r0"}):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(sock_dir.stat().st_mode) == 0o700
-        env = {b"CNI_COMMAND": b"DEL", b"SRIOVKIT_ROOT": b"/r1", b"PATH": b"/bin"}
+        env = {
+            b"CNI_COMMAND": b"DEL",
+            b"SRIOVKIT_ROOT": b"/r1",
+            b"SRIOVKIT_STATE_DIR": b"",  # empty: does not erase the agent's default
+            b"SRIOVKIT_AGENT": b"on",  # the shim's business, not the plugin's
+            b"SRIOVKIT_DEADLINE": b"1e300",  # the transport's, not the plugin's
+            b"PATH": b"/bin",
+        }
         code, out = shim.call_agent(str(path), shim.encode_request(env, b"cfg"), timeout=10)
     assert (code, out) == (3, b"out:cfg")
-    # The request's own SRIOVKIT_* win over the agent's defaults; nothing else gets through.
+    # The request's settings win over the agent's defaults; nothing else gets through.
     assert run.calls == [
         ({"SRIOVKIT_STATE_DIR": "/default", "SRIOVKIT_ROOT": "/r1", "CNI_COMMAND": "DEL"}, b"cfg")
     ]
@@ -254,7 +261,7 @@ def test_install_is_atomic_idempotent_and_executable(tmp_path: Path) -> None:
     assert b"SOCKET = '/run/x/agent.sock'\n" in first
     assert install_shim(tmp_path / "bin", "sriov", sock) == (target, False)
     assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["sriov"]  # no temp left
-    baked = {"SRIOVKIT_STATE_DIR": str(default_state_dir(os.environ))}
+    baked = {"SRIOVKIT_STATE_DIR": str(default_state_dir(os.environ)), "SRIOVKIT_ROOT": "/"}
     assert render_shim(sock, settings=baked) == first
 
 
@@ -268,16 +275,19 @@ def _imports(argv: list[str], env: dict[str, str], stdin: bytes = b"") -> set[st
     return names
 
 
-def test_shim_imports_only_built_in_modules(tmp_path: Path, sock_dir: Path) -> None:
+@pytest.mark.parametrize("command", ["VERSION", "DEL"])
+def test_shim_imports_only_built_in_modules(tmp_path: Path, sock_dir: Path, command: str) -> None:
     target, _ = install_shim(tmp_path / "bin", "sriov", sock_dir / "agent.sock")
     python = os.path.realpath(sys.executable)
     baseline = _imports([python, "-IS", "-X", "importtime", "-c", "pass"], {})
-    with agent_thread(sock_dir / "agent.sock", Recorder()):
+    run = Recorder()
+    with agent_thread(sock_dir / "agent.sock", run):
         used = _imports(
-            [python, "-IS", "-X", "importtime", str(target)], {"CNI_COMMAND": "VERSION"}, b"{}"
+            [python, "-IS", "-X", "importtime", str(target)], {"CNI_COMMAND": command}, b"{}"
         )
     extra = used - baseline
     assert extra <= {"_socket", "time"}, extra  # C modules; no json, re, enum or sriovkit
+    assert len(run.calls) == (command != "VERSION")  # VERSION is answered without the agent
 
 
 def test_state_dir_and_root_are_baked_in_and_used_by_the_fallback(tmp_path: Path) -> None:
@@ -295,11 +305,38 @@ def test_state_dir_and_root_are_baked_in_and_used_by_the_fallback(tmp_path: Path
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout
     assert state.is_dir(), "STATUS ran against the baked state directory"
-    # A runtime (or test) that names a state dir itself still wins.
+    # What the caller's environment says does not count: a runtime may give DEL another
+    # environment than ADD (podman's cleanup does), and both must use one state directory.
     other = tmp_path / "other"
     proc = subprocess.run(
         [str(target)], input=conf, capture_output=True, check=False, timeout=60,
         env={"CNI_COMMAND": "STATUS", "CNI_PATH": "/usr/lib/cni",
-             "SRIOVKIT_STATE_DIR": str(other)},
+             "SRIOVKIT_STATE_DIR": str(other), "SRIOVKIT_ROOT": "relative/is/refused"},
     )  # fmt: skip
-    assert proc.returncode == 0 and other.is_dir()
+    assert proc.returncode == 0, proc.stdout
+    assert not other.exists()
+
+
+def test_baked_settings_win_over_the_callers_in_requests(tmp_path: Path, sock_dir: Path) -> None:
+    """Through the agent too: the request carries the baked values, and the baked socket is
+    the one used whatever SRIOVKIT_AGENT_SOCKET says."""
+    state, root = tmp_path / "state", tmp_path / "root"
+    target, _ = install_shim(
+        tmp_path / "bin", "sriov", sock_dir / "agent.sock", state_dir=state, root=root
+    )
+    decoy_dir = Path(tempfile.mkdtemp(prefix="skdecoy", dir="/tmp"))
+    run, decoy = Recorder(), Recorder()
+    try:
+        with agent_thread(sock_dir / "agent.sock", run), agent_thread(decoy_dir / "a.sock", decoy):
+            proc = subprocess.run(
+                [str(target)], input=b"cfg", capture_output=True, check=False, timeout=60,
+                env={"CNI_COMMAND": "DEL", "SRIOVKIT_STATE_DIR": "/caller/state",
+                     "SRIOVKIT_ROOT": "/caller/root",
+                     "SRIOVKIT_AGENT_SOCKET": str(decoy_dir / "a.sock")},
+            )  # fmt: skip
+    finally:
+        shutil.rmtree(decoy_dir, ignore_errors=True)
+    assert (proc.returncode, proc.stdout) == (3, b"out:cfg")
+    assert decoy.calls == []
+    ((env, _stdin),) = run.calls
+    assert (env["SRIOVKIT_STATE_DIR"], env["SRIOVKIT_ROOT"]) == (str(state), str(root))

@@ -1,17 +1,20 @@
-"""The agent's unix-socket server: one worker thread per CNI request, `dispatch.execute` in each.
+"""The agent's unix-socket server: requests read by one event loop, run by a pool of workers.
 
-Protocol (see `sriovkit.cni.shim`, which must stay free of imports): the shim sends
-`b"SKC1" | u32 len(env) | u32 len(stdin) | env | stdin` and half-closes; the agent answers
-`b"SKR1" | u32 exit code | u32 len(stdout) | stdout` and closes. `env` is NUL-separated
-`KEY=VALUE` entries; only CNI_* and SRIOVKIT_* keys are used, laid over the agent's defaults
-(its --root and --state-dir), so a request names its own state dir exactly as the in-process
-path does and both paths always share one state and one lock per VF.
+Protocol and limits in `protocol` (the shim, `sriovkit.cni.shim`, must stay free of imports);
+reading in `reader`. A request's CNI_* variables and its SRIOVKIT_STATE_DIR / SRIOVKIT_ROOT are
+laid over the agent's defaults (its --root and --state-dir): the shim sends the ones baked into
+it at install, which its in-process fallback uses too, so both paths always share one state and
+one lock per VF. An empty or any other SRIOVKIT_* entry changes nothing.
 
 Rules the node agent lives by:
 
 - Requests on different VFs run in parallel; two on the same VF serialize on the state store's
   per-VF flock() inside ops.attach (flock locks belong to open files, so threads exclude each
   other like processes do).
+- A slow or silent client never holds a worker: workers get complete requests only (`reader`).
+- An ADD nobody waits for is not started: ops.attach calls `still_wanted` once it holds its
+  locks, and it raises `Abandoned` (code 11) when the request's deadline (SRIOVKIT_DEADLINE,
+  when its shim stops waiting) has passed or the shim has closed the connection.
 - No Python child is ever forked (the device plugin will run grpc here): IPAM plugins are
   exec'd, and netns-bound netlink sockets are opened by short-lived threads, never by setns() on
   the main thread.
@@ -22,87 +25,67 @@ Rules the node agent lives by:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
 import logging
 import os
+import resource
 import signal
 import socket
 import stat
-import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
-from sriovkit.cni.dispatch import ContextFactory, execute, host_context, root_of
-from sriovkit.cni.shim import MAGIC_ANSWER, MAGIC_REQUEST, error_json
-from sriovkit.errors import Busy, HostError, InvalidInput
+from sriovkit.agent.protocol import (
+    DEADLINE,
+    DEFAULT_LIMITS,
+    EmptyRequest,
+    Limits,
+    ProtocolError,
+    deadline_of,
+    decode_request,
+    encode_answer,
+    peer_gone,
+)
+from sriovkit.agent.reader import Budget, Reader, Request
+from sriovkit.cni.dispatch import ContextFactory, StillWanted, execute, host_context, root_of
+from sriovkit.errors import Abandoned, Busy, HostError, InvalidInput
 
 DEFAULT_SOCKET = Path("/run/sriovkit/agent.sock")
 SOCKET_ENV = "SRIOVKIT_AGENT_SOCKET"
-MAX_ENV = 1 << 20
-MAX_STDIN = 1 << 24
-READ_TIMEOUT = 10.0  # a shim writes its whole request at once; a stalled peer is dropped
-MAX_WORKERS = 256
-_FORWARDED = ("CNI_", "SRIOVKIT_")
-_POLL = 0.5  # how often the accept loop looks at the stop flag
+REQUEST_SETTINGS = frozenset({"SRIOVKIT_STATE_DIR", "SRIOVKIT_ROOT"})
+"""The SRIOVKIT_* entries a request may set (over the agent's defaults)."""
 
 log = logging.getLogger("sriovkit.agent")
 
 Execute = Callable[..., tuple[int, bytes]]
 
 
-class ProtocolError(Exception):
-    """A request that is not a well-formed SKC1 frame."""
+def merged_env(defaults: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
+    """The environment one request runs with: its CNI_* and settings over the defaults."""
+    out = dict(defaults)
+    for key, value in env.items():
+        if key.startswith("CNI_") or (key in REQUEST_SETTINGS and value):
+            out[key] = value
+    return out
 
 
-class EmptyRequest(ProtocolError):
-    """The peer closed without sending anything (a liveness probe)."""
+def still_wanted_for(conn: socket.socket, deadline: float | None) -> StillWanted:
+    """The check ADD makes before it changes anything (see `AttachContext.still_wanted`)."""
 
+    def still_wanted() -> None:
+        late = time.time() - deadline if deadline is not None else -1.0
+        if late >= 0:
+            raise Abandoned(f"request abandoned: its deadline passed {late:.1f} s ago; not run")
+        if peer_gone(conn):
+            raise Abandoned("request abandoned: its client closed the connection; not run")
 
-def _recv_exact(conn: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = conn.recv(min(n - len(buf), 1 << 16))
-        if not chunk:
-            raise ProtocolError(f"request truncated after {len(buf)} of {n} bytes")
-        buf += chunk
-    return bytes(buf)
-
-
-def decode_request(conn: socket.socket) -> tuple[dict[str, str], bytes]:
-    """Read one request frame: (CNI_*/SRIOVKIT_* env, stdin)."""
-    first = conn.recv(12)
-    if not first:
-        raise EmptyRequest("the peer sent nothing")
-    head = first + _recv_exact(conn, 12 - len(first))
-    if head[:4] != MAGIC_REQUEST:
-        raise ProtocolError("not a sriovkit CNI request (bad magic)")
-    env_len, stdin_len = struct.unpack(">II", head[4:])
-    if env_len > MAX_ENV or stdin_len > MAX_STDIN:
-        raise ProtocolError(f"request too large ({env_len} + {stdin_len} bytes)")
-    block = _recv_exact(conn, env_len)
-    stdin = _recv_exact(conn, stdin_len)
-    env: dict[str, str] = {}
-    for entry in block.split(b"\0") if block else ():
-        key, sep, value = entry.decode("utf-8", "surrogateescape").partition("=")
-        if sep and key.startswith(_FORWARDED):
-            env[key] = value
-    return env, stdin
-
-
-def encode_answer(code: int, out: bytes) -> bytes:
-    """The answer frame for exit code `code` and stdout `out`."""
-    return MAGIC_ANSWER + struct.pack(">II", code & 0xFFFFFFFF, len(out)) + out
-
-
-def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    return still_wanted
 
 
 class Agent:
@@ -115,17 +98,21 @@ class Agent:
         *,
         ctx_factory: ContextFactory = host_context,
         run: Execute = execute,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.path = Path(path)
         self.defaults = dict(defaults or {})
         self.ctx_factory = ctx_factory
         self.run = run
+        self.limits = limits
+        self.budget = Budget(limits.budget)
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
         self._lock_fd: int | None = None
         self._inode: int | None = None
         self._workers: set[threading.Thread] = set()
-        self._slots = threading.BoundedSemaphore(MAX_WORKERS)
+        self._pending: collections.deque[Request] = collections.deque()
+        self._reader: Reader | None = None
         self._mu = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -180,37 +167,26 @@ class Agent:
         os.chmod(self.path, 0o600)
         self._inode = os.lstat(self.path).st_ino
         listener.listen(512)  # 64+ pods may start at once; the kernel caps at somaxconn
-        listener.settimeout(_POLL)
         self._listener = listener
 
     def serve(self) -> None:
-        """Accept and dispatch requests until `stop()`; then wait for the ones in flight."""
+        """Read and dispatch requests until `stop()`; then finish the ones already read."""
         listener = self._listener
         if listener is None:
             raise HostError("the agent socket is not open")
-        while not self._stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                if self._stop.is_set():
-                    break
-                log.warning("accept on %s failed: %s", self.path, exc.strerror)
-                time.sleep(0.05)
-                continue
-            self._slots.acquire()
-            worker = threading.Thread(
-                target=self._worker, args=(conn,), name="sriovkit-cni", daemon=True
-            )
-            with self._mu:
-                self._workers.add(worker)
-            worker.start()
+        self._reader = Reader(listener, self.limits, self.budget, self._submit, self._stop)
+        try:
+            self._reader.run()
+        finally:
+            self._reader = None
         self._drain()
 
     def stop(self) -> None:
         """Ask `serve()` to return (safe from a signal handler or another thread)."""
         self._stop.set()
+        reader = self._reader
+        if reader is not None:
+            reader.wake()
 
     def _drain(self, timeout: float = 150.0) -> None:
         if self._listener is not None:
@@ -249,36 +225,62 @@ class Agent:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- one request ----------------------------------------------------------------------
+    # --- requests -----------------------------------------------------------------------
 
-    def _worker(self, conn: socket.socket) -> None:
+    def _submit(self, request: Request) -> None:
+        """Run `request` on a new worker, or queue it, or (all full) close it unanswered."""
+        with self._mu:
+            if len(self._workers) < self.limits.max_workers:
+                worker = threading.Thread(
+                    target=self._work, args=(request,), name="sriovkit-cni", daemon=True
+                )
+                self._workers.add(worker)
+                try:
+                    worker.start()
+                    return
+                except RuntimeError as exc:  # no thread to be had: like a full queue
+                    self._workers.discard(worker)
+                    why = str(exc)
+            elif len(self._pending) < self.limits.max_pending:
+                self._pending.append(request)
+                return
+            else:
+                why = f"{len(self._pending)} requests already waiting"
+        log.warning("closing a CNI request unanswered: %s", why)
+        request.close()
+
+    def _work(self, request: Request) -> None:
+        me = threading.current_thread()
         try:
-            with conn:
-                self.handle(conn)
-        except Exception:  # a worker must never take the agent down
-            log.exception("CNI request failed in the agent")
-        finally:
+            while True:
+                try:
+                    self.handle(request)
+                except Exception:  # a worker must never take the agent down
+                    log.exception("CNI request failed in the agent")
+                finally:
+                    request.close()
+                with self._mu:  # leaving and looking at the queue are one step for _submit
+                    if not self._pending:
+                        self._workers.discard(me)
+                        return
+                    request = self._pending.popleft()
+        except BaseException:
             with self._mu:
-                self._workers.discard(threading.current_thread())
-            self._slots.release()
+                self._workers.discard(me)
+            raise
 
-    def handle(self, conn: socket.socket) -> None:
-        """Serve one connection: read the request, run it, write the answer."""
-        conn.settimeout(READ_TIMEOUT)
-        if _peer_uid(conn) not in {0, os.geteuid()}:
-            conn.sendall(encode_answer(1, error_json(999, "permission denied: not root")))
-            return
-        try:
-            env, stdin = decode_request(conn)
-        except EmptyRequest:
-            return  # a liveness probe (connect and close), e.g. from a second agent
-        except (ProtocolError, OSError) as exc:
-            log.warning("bad request: %s", exc)
-            with contextlib.suppress(OSError):
-                conn.sendall(encode_answer(1, error_json(999, "bad agent request", str(exc))))
-            return
+    def handle(self, request: Request) -> None:
+        """Run one complete request and answer it."""
+        env = dict(request.env)
+        deadline = deadline_of(env)
+        env.pop(DEADLINE, None)
         started = time.monotonic()
-        code, out = self.run({**self.defaults, **env}, stdin, ctx_factory=self.ctx_factory)
+        code, out = self.run(
+            merged_env(self.defaults, env),
+            request.stdin,
+            ctx_factory=self.ctx_factory,
+            still_wanted=still_wanted_for(request.sock, deadline),
+        )
         log.info(
             "%s %s/%s -> %d in %.1f ms",
             env.get("CNI_COMMAND", "?"),
@@ -287,9 +289,9 @@ class Agent:
             code,
             (time.monotonic() - started) * 1000,
         )
-        conn.settimeout(READ_TIMEOUT)
+        request.sock.settimeout(self.limits.answer_timeout)
         try:
-            conn.sendall(encode_answer(code, out))
+            request.sock.sendall(encode_answer(code, out))
         except OSError as exc:
             # The shim timed out or was killed; DEL retries and GC settle what it missed.
             log.warning("could not answer %s: %s", env.get("CNI_COMMAND", "?"), exc)
@@ -308,6 +310,17 @@ def warm(defaults: Mapping[str, str]) -> None:
         log.warning("warm-up on %s failed: %s", root, exc)
 
 
+def _raise_fd_limit(limits: Limits) -> None:
+    """Make room for every connection the limits allow, and the workers' own descriptors
+    (lock files, netlink sockets, an IPAM plugin's pipes): 1024, a common soft limit, is not."""
+    want = limits.max_reading + limits.max_pending + limits.max_workers * 16 + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
 def run_agent(
     path: Path,
     defaults: Mapping[str, str] | None = None,
@@ -316,6 +329,7 @@ def run_agent(
 ) -> None:
     """Run the agent in the foreground until SIGTERM or SIGINT (must be the main thread)."""
     agent = Agent(path, defaults)
+    _raise_fd_limit(agent.limits)
     warm(agent.defaults)
     agent.open()
 
@@ -337,12 +351,16 @@ def run_agent(
 
 __all__ = [
     "DEFAULT_SOCKET",
+    "REQUEST_SETTINGS",
     "SOCKET_ENV",
     "Agent",
     "EmptyRequest",
+    "Limits",
     "ProtocolError",
     "decode_request",
     "encode_answer",
+    "merged_env",
     "run_agent",
+    "still_wanted_for",
     "warm",
 ]

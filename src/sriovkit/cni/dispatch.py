@@ -6,8 +6,9 @@ failure, including a bug, becomes the spec's error object on stdout and exit cod
 reference plugins' skel exits with; the CNI code lives in the JSON, where runtimes read it).
 
 Order of work, so that nothing touches the host before the input is known good:
-CNI_* environment (code 4) -> VERSION (answered from `cniVersion` alone) -> network config
-(codes 1, 6, 7) -> device-info file -> the host seams -> `ops.attach`.
+CNI_* environment (code 4) -> VERSION (answered from `cniVersion` alone; the shim answers it
+itself, identically, and tests compare the two) -> network config (codes 1, 6, 7) ->
+device-info file -> the host seams -> `ops.attach`.
 
 DEL is lenient on purpose: a runtime may hand DEL a config that no longer parses (an upgraded
 plugin, a hand-edited file) and the attachment record alone says what to give back, so DEL goes
@@ -17,6 +18,7 @@ ahead with `conf=None` rather than leave a VF stranded in a dead pod.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import stat
@@ -47,6 +49,10 @@ _DEVICE_INFO_MAX = 1 << 20  # a device-info file is a few hundred bytes
 
 ContextFactory = Callable[[Mapping[str, str]], AbstractContextManager[AttachContext]]
 """Builds the seams for one invocation from its environment (the agent may pool them)."""
+
+StillWanted = Callable[[], None]
+"""Raises `Abandoned` when nobody waits for this invocation's answer any more (see
+`AttachContext.still_wanted`); the agent passes one per request, the in-process path none."""
 
 
 def root_of(env: Mapping[str, str]) -> Path:
@@ -129,7 +135,12 @@ def read_device_info(conf: NetConf, *, required: bool) -> NetConf:
         raise
 
 
-def _run(env: Mapping[str, str], stdin: bytes, ctx_factory: ContextFactory) -> bytes:
+def _run(
+    env: Mapping[str, str],
+    stdin: bytes,
+    ctx_factory: ContextFactory,
+    still_wanted: StillWanted | None,
+) -> bytes:
     cni_env = CniEnv.from_env(env)
     command = cni_env.command
     if command is CniCommand.VERSION:
@@ -148,7 +159,11 @@ def _run(env: Mapping[str, str], stdin: bytes, ctx_factory: ContextFactory) -> b
     if raw is None and command is not CniCommand.DEL:
         # parse_netconf accepted it, so this cannot happen; say so rather than pass None on.
         raise DecodeFailure("failed to decode network config: not a JSON object")
-    with ctx_factory(env) as ctx:
+    with ctx_factory(env) as seams:
+        # Per request, so not the factory's business (it may hand out pooled seams).
+        ctx = (
+            seams if still_wanted is None else dataclasses.replace(seams, still_wanted=still_wanted)
+        )
         if command is CniCommand.ADD:
             assert conf is not None and raw is not None
             result = attach.add(ctx, cni_env, conf, raw)
@@ -167,16 +182,21 @@ def _run(env: Mapping[str, str], stdin: bytes, ctx_factory: ContextFactory) -> b
 
 
 def execute(
-    env: Mapping[str, str], stdin: bytes, *, ctx_factory: ContextFactory = host_context
+    env: Mapping[str, str],
+    stdin: bytes,
+    *,
+    ctx_factory: ContextFactory = host_context,
+    still_wanted: StillWanted | None = None,
 ) -> tuple[int, bytes]:
     """Run one CNI invocation: `(0, result)` or `(1, error object)`; never raises.
 
     `env` holds the CNI_* variables (and SRIOVKIT_ROOT / SRIOVKIT_STATE_DIR); `stdin` is the
-    network config. Only SystemExit and KeyboardInterrupt escape (the process is ending).
+    network config. `still_wanted` is handed to ADD (it raises `Abandoned`, code 11, when the
+    requester is gone). Only SystemExit and KeyboardInterrupt escape (the process is ending).
     """
     start = time.monotonic()
     try:
-        answer = 0, _run(env, stdin, ctx_factory)
+        answer = 0, _run(env, stdin, ctx_factory, still_wanted)
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:  # the boundary: a runtime gets JSON, not a traceback
@@ -202,6 +222,7 @@ __all__ = [
     "ERROR_EXIT",
     "ROOT_ENV",
     "ContextFactory",
+    "StillWanted",
     "execute",
     "host_context",
     "read_device_info",

@@ -63,20 +63,20 @@ def install_shim(
 ) -> tuple[Path, bool]:
     """Write the plugin `bin_dir/name` atomically (mode 0755); (path, whether it changed).
 
-    `state_dir` (default $SRIOVKIT_STATE_DIR or /var/lib/sriovkit) and `root` (a simulated
-    host; default the real one) are baked into the shim, which sends them with every request:
-    the agent and the in-process fallback then share one state directory whatever the agent
-    was started with.
+    `socket`, `state_dir` (default $SRIOVKIT_STATE_DIR or /var/lib/sriovkit) and `root` (a
+    simulated host; default the real one) are baked into the shim and win over whatever
+    environment a runtime gives it; it sends the last two with every request, so the agent and
+    the in-process fallback share one state directory whatever the agent was started with.
     """
     check_plugin_name(name, "--name")
-    if not socket.is_absolute():
-        raise InvalidInput("--socket", f"{socket} is not an absolute path")
-    settings = {"SRIOVKIT_STATE_DIR": str(state_dir or default_state_dir(os.environ))}
     for field, path in (("--socket", socket), ("--state-dir", state_dir), ("--root", root)):
         if path is not None and not path.is_absolute():
             raise InvalidInput(field, f"{path} is not an absolute path")
-    if root is not None and str(root) != "/":
-        settings["SRIOVKIT_ROOT"] = str(root)
+    # Both always baked, "/" included: a setting left out would let the caller's env choose it.
+    settings = {
+        "SRIOVKIT_STATE_DIR": str(state_dir or default_state_dir(os.environ)),
+        "SRIOVKIT_ROOT": str(root or "/"),
+    }
     if "_socket" not in sys.builtin_module_names:
         # Debian's python3 builds _socket in; pyenv/source builds load it from lib-dynload
         # (~0.3 ms more per call, still no Python-level import). Said, not refused.

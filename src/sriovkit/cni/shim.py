@@ -1,24 +1,38 @@
 """The installed CNI plugin executable: forward one invocation to the node agent.
 
 `sriovkit install-cni` writes this file into the CNI bin dir behind `#!<python> -IS`, with
-SOCKET and SITE filled in. It imports only modules built into the interpreter (`_socket`,
-`posix`, `sys`, `time`): `json` alone would cost ~7 ms of a ~30 ms budget (it pulls in `re` and
-`enum`), so requests and answers use a small binary framing instead:
+SOCKET, SITE and SETTINGS filled in. It imports only modules built into the interpreter: `json`
+alone would cost ~7 ms of a ~30 ms budget (it pulls in `re` and `enum`), so requests and
+answers use a small binary framing (big-endian), answers being what `dispatch.execute` returns:
 
     request  b"SKC1" | u32 len(env) | u32 len(stdin) | env | stdin
              env = b"\\0".join(b"KEY=VALUE") of the CNI_* and SRIOVKIT_* variables only
     answer   b"SKR1" | u32 exit code | u32 len(stdout) | stdout
 
-(big-endian). The agent answers with exactly what `sriovkit.cni.dispatch.execute` returns.
+Settings baked in at install (SOCKET; SRIOVKIT_STATE_DIR and SRIOVKIT_ROOT in SETTINGS) win over
+the caller's environment: runtimes do not give every verb the same one (podman runs DEL from
+conmon's cleanup with a reduced one), and an ADD and its DEL must share one state directory.
+Only `SRIOVKIT_AGENT=off` (run in-process: tests, benchmarks) is read from it.
 
-When the agent cannot be reached (no socket, refused, or it died or timed out before answering
-anything but an ADD), the shim puts SITE on sys.path and runs `execute` in this process: slow
-(pyroute2 is imported) but the same code on the same state, so DEL always works. An ADD the agent
-may have half done is not repeated here: it fails with code 11 (try again), and the runtime's
-DEL cleans up. `SRIOVKIT_AGENT=off` skips the agent (tests, benchmarks), and
-`SRIOVKIT_AGENT_SOCKET` overrides the socket baked in at install time.
+VERSION, which libcni runs before every ADD and DEL, is answered here byte for byte as `execute`
+answers it (`version_answer` reads the config as strictly as json.loads; what it cannot be sure
+of, very deep nesting, goes the ordinary way).
+
+When the agent cannot be reached (no socket, refused, or it died, timed out or was overloaded
+before answering anything but an ADD), the shim puts SITE on sys.path and runs `execute` in this
+process: slow (pyroute2 is imported) but the same code on the same state, so DEL always works.
+
+A lost ADD (sent, never answered) is not repeated here: it fails with code 11 (try again). Each
+request carries SRIOVKIT_DEADLINE, the wall-clock time at which this shim stops waiting; ADD,
+once it holds the attachment's and the VF's locks and before it changes anything, checks that
+the deadline has not passed and that this shim has not closed the connection, so an ADD the
+agent had not started never starts (`Abandoned`). One already past that check completes or rolls
+itself back; what it attached is given back by the DEL runtimes send for a sandbox whose set-up
+failed (it waits for the ADD on the attachment's lock, so it sees its records), or else by GC,
+or by the next ADD of that VF once the pod's netns is gone.
 """
 
+import _codecs
 import _socket
 import posix
 import sys
@@ -29,13 +43,17 @@ SITE: tuple[str, ...] = ()
 # SRIOVKIT_STATE_DIR / SRIOVKIT_ROOT fixed at install time and sent with every request, so the
 # agent and the in-process fallback always use one state directory and one set of VF locks.
 SETTINGS: dict[bytes, bytes] = {}
-TIMEOUT = 120.0  # seconds for one agent round trip: lock wait 30 s + IPAM 10 s + slack
+TIMEOUT = 120.0  # seconds for one agent round trip: lock waits 2 x 30 s + IPAM 10 s + slack
 CONNECT_TIMEOUT = 5.0  # seconds to get past a full listen backlog
 
 MAGIC_REQUEST = b"SKC1"
 MAGIC_ANSWER = b"SKR1"
 MAX_ANSWER = 1 << 24
+DEADLINE_ENV = b"SRIOVKIT_DEADLINE"
 _FORWARDED = (b"CNI_", b"SRIOVKIT_")
+
+VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+"""`sriovkit.model.cni_result.CNI_VERSIONS`, oldest first (a test keeps the two equal)."""
 
 
 class AgentUnreachable(Exception):
@@ -48,11 +66,6 @@ class AgentLost(Exception):
 
 def _env() -> dict[bytes, bytes]:
     return {k: v for k, v in posix.environ.items() if k.startswith(_FORWARDED)}
-
-
-def _setting(env: dict[bytes, bytes], name: bytes, default: str) -> str:
-    value = env.get(name)
-    return value.decode("utf-8", "surrogateescape") if value else default
 
 
 def _quote(text: str) -> str:
@@ -77,6 +90,207 @@ def error_json(code: int, msg: str, details: str = "") -> bytes:
     return (text + "}\n").encode()
 
 
+# --- VERSION ----------------------------------------------------------------------------------
+# What `json.loads` (with its C scanner) accepts, read only as far as the answer needs: the
+# top-level object's last `cniVersion` member, or nothing when the input is not valid JSON.
+
+
+class _Invalid(Exception):
+    """Not JSON that json.loads accepts."""
+
+
+class _Unsure(Exception):
+    """Valid or not depends on the reading interpreter (its recursion or int-digit limit)."""
+
+
+_MAX_DEPTH = 100  # json.loads fails with RecursionError near 1000, less what is on the stack
+_MAX_INT = 600  # digits; the smallest int_max_str_digits an interpreter may be set to is 640
+_HEX = frozenset("0123456789abcdefABCDEF")
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_WORDS = ("null", "true", "false", "NaN", "Infinity", "-Infinity")
+
+
+def _skip(s: str, i: int) -> int:
+    n = len(s)
+    while i < n and s[i] in " \t\n\r":  # json's whitespace: not \f, not Unicode spaces
+        i += 1
+    return i
+
+
+def _string(s: str, i: int) -> tuple[str, int]:
+    """The string starting after the quote at i-1, decoded as far as a comparison needs it
+    (a \\uXXXX surrogate stays a lone surrogate: no version or key we look for has one)."""
+    out = []
+    quote = -1
+    while True:
+        if quote < i:
+            quote = s.find('"', i)
+            if quote < 0:
+                raise _Invalid("unterminated string")
+        slash = s.find("\\", i, quote)
+        stop = quote if slash < 0 else slash
+        chunk = s[i:stop]
+        if chunk and min(chunk) < " ":
+            raise _Invalid("control character in a string")
+        out.append(chunk)
+        if slash < 0:
+            return "".join(out), quote + 1
+        esc = s[slash + 1 : slash + 2]
+        if esc == "u":
+            digits = s[slash + 2 : slash + 6]
+            if len(digits) != 4 or not _HEX.issuperset(digits):
+                raise _Invalid("bad \\u escape")
+            out.append(chr(int(digits, 16)))
+            i = slash + 6
+        elif esc in _ESCAPES:
+            out.append(_ESCAPES[esc])
+            i = slash + 2
+        else:
+            raise _Invalid("bad escape")
+
+
+def _digits(s: str, i: int) -> int:
+    n = len(s)
+    while i < n and "0" <= s[i] <= "9":
+        i += 1
+    return i
+
+
+def _number(s: str, i: int) -> int:
+    start = i
+    if s[i] == "-":
+        i += 1
+    c = s[i : i + 1]
+    if c == "0":
+        i += 1
+    elif "1" <= c <= "9":
+        i = _digits(s, i + 1)
+    else:
+        raise _Invalid("bad number")
+    is_int = True
+    if s[i : i + 1] == "." and "0" <= s[i + 1 : i + 2] <= "9":
+        i = _digits(s, i + 2)
+        is_int = False
+    if s[i : i + 1] in ("e", "E"):
+        j = i + 1
+        if s[j : j + 1] in ("+", "-"):
+            j += 1
+        end = _digits(s, j)
+        if end > j:  # else the exponent is not part of the number (json backtracks too)
+            i = end
+            is_int = False
+    if is_int and i - start > _MAX_INT:
+        raise _Unsure("very long integer")
+    return i
+
+
+def _value(s: str, i: int, depth: int) -> int:
+    c = s[i : i + 1]
+    if c == '"':
+        return _string(s, i + 1)[1]
+    if c == "{":
+        return _object(s, i + 1, depth + 1)[0]
+    if c == "[":
+        if depth + 1 > _MAX_DEPTH:
+            raise _Unsure("deeply nested")
+        i = _skip(s, i + 1)
+        if s[i : i + 1] == "]":
+            return i + 1
+        while True:
+            i = _skip(s, _value(s, i, depth + 1))
+            c = s[i : i + 1]
+            if c == "]":
+                return i + 1
+            if c != ",":
+                raise _Invalid("expected , or ]")
+            i = _skip(s, i + 1)
+    for word in _WORDS:
+        if s.startswith(word, i):
+            return i + len(word)
+    if c == "-" or "0" <= c <= "9":
+        return _number(s, i)
+    raise _Invalid("expected a value")
+
+
+def _object(s: str, i: int, depth: int) -> tuple[int, str | None]:
+    """(end, the last string `cniVersion` member or None) of the object whose { is at i-1."""
+    if depth > _MAX_DEPTH:
+        raise _Unsure("deeply nested")
+    version = None
+    i = _skip(s, i)
+    if s[i : i + 1] == "}":
+        return i + 1, None
+    while True:
+        if s[i : i + 1] != '"':
+            raise _Invalid("expected a member name")
+        key, i = _string(s, i + 1)
+        i = _skip(s, i)
+        if s[i : i + 1] != ":":
+            raise _Invalid("expected :")
+        i = _skip(s, i + 1)
+        if key == "cniVersion":  # the last one wins, as in a dict
+            if s[i : i + 1] == '"':
+                version, i = _string(s, i + 1)
+            else:
+                version, i = None, _value(s, i, depth)
+        else:
+            i = _value(s, i, depth)
+        i = _skip(s, i)
+        c = s[i : i + 1]
+        if c == "}":
+            return i + 1, version
+        if c != ",":
+            raise _Invalid("expected , or }")
+        i = _skip(s, i + 1)
+
+
+def _decode(data: bytes) -> str:
+    """`data` as json.loads decodes bytes (its detect_encoding, errors="surrogatepass")."""
+    errors = "surrogatepass"
+    if data[:4] in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00"):
+        return _codecs.utf_32_decode(data, errors, True)[0]
+    if data[:2] in (b"\xfe\xff", b"\xff\xfe"):
+        return _codecs.utf_16_decode(data, errors, True)[0]
+    if data[:3] == b"\xef\xbb\xbf":
+        return _codecs.utf_8_decode(data[3:], errors, True)[0]
+    decode = _codecs.utf_8_decode
+    if len(data) >= 4:
+        if not data[0]:
+            decode = _codecs.utf_16_be_decode if data[1] else _codecs.utf_32_be_decode
+        elif not data[1]:
+            decode = _codecs.utf_16_le_decode if data[2] or data[3] else _codecs.utf_32_le_decode
+    elif len(data) == 2:
+        if not data[0]:
+            decode = _codecs.utf_16_be_decode
+        elif not data[1]:
+            decode = _codecs.utf_16_le_decode
+    return decode(data, errors, True)[0]
+
+
+def version_answer(stdin: bytes) -> bytes | None:
+    """VERSION's stdout: the config's cniVersion if supported (else the newest) and the
+    supported versions; None when only the full plugin can tell (see `_Unsure`)."""
+    version = None
+    try:
+        text = _decode(stdin)
+        i = _skip(text, 0)
+        if text[i : i + 1] == "{":  # anything but an object has no cniVersion: no need to read
+            end, version = _object(text, i + 1, 1)
+            if _skip(text, end) != len(text):
+                version = None  # "Extra data"
+    except _Unsure:
+        return None
+    except (_Invalid, ValueError):  # UnicodeDecodeError is a ValueError
+        version = None
+    if version not in VERSIONS:
+        version = VERSIONS[-1]
+    listed = ",".join('"' + v + '"' for v in VERSIONS)
+    return ('{"cniVersion":"%s","supportedVersions":[%s]}\n' % (version, listed)).encode()  # noqa: UP031
+
+
+# --- the agent --------------------------------------------------------------------------------
+
+
 def encode_request(env: dict[bytes, bytes], stdin: bytes) -> bytes:
     """The request frame for `env` and `stdin`."""
     block = b"\0".join(k + b"=" + v for k, v in env.items())
@@ -89,9 +303,13 @@ def encode_request(env: dict[bytes, bytes], stdin: bytes) -> bytes:
     )
 
 
-def _recv_exact(sock: "_socket.socket", n: int) -> bytes:
+def _recv_exact(sock: "_socket.socket", n: int, until: float) -> bytes:
     chunks = []
     while n > 0:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)  # the budget is for the whole answer, not for each read
         chunk = sock.recv(min(n, 1 << 16))
         if not chunk:
             raise AgentLost("the agent closed the connection before answering")
@@ -100,10 +318,10 @@ def _recv_exact(sock: "_socket.socket", n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _connect(path: str) -> "_socket.socket":
+def _connect(path: str, until: float) -> "_socket.socket":
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(CONNECT_TIMEOUT)
-    deadline = time.monotonic() + CONNECT_TIMEOUT
+    deadline = min(time.monotonic() + CONNECT_TIMEOUT, until)
     while True:
         try:
             sock.connect(path)
@@ -120,21 +338,26 @@ def _connect(path: str) -> "_socket.socket":
 
 
 def call_agent(path: str, request: bytes, timeout: float = TIMEOUT) -> tuple[int, bytes]:
-    """Send `request` to the agent at `path`; (exit code, stdout) of the invocation."""
-    sock = _connect(path)
+    """Send `request` to the agent at `path`; (exit code, stdout) of the invocation.
+
+    `timeout` bounds the whole exchange, connecting included (AgentLost once it is spent).
+    """
+    until = time.monotonic() + timeout
+    sock = _connect(path, until)
     try:
-        sock.settimeout(timeout)
         try:
+            sock.settimeout(max(until - time.monotonic(), 0.001))
             sock.sendall(request)
+            # Half-close: the agent reads to EOF; it tells "gone" from this by POLLHUP.
             sock.shutdown(_socket.SHUT_WR)
-            head = _recv_exact(sock, 12)
+            head = _recv_exact(sock, 12, until)
             if head[:4] != MAGIC_ANSWER:
                 raise AgentLost("the agent answered with an unknown frame")
             code = int.from_bytes(head[4:8], "big")
             size = int.from_bytes(head[8:12], "big")
             if size > MAX_ANSWER:
                 raise AgentLost(f"the agent's answer is too large ({size} bytes)")
-            return code, _recv_exact(sock, size)
+            return code, _recv_exact(sock, size, until)
         except TimeoutError:
             raise AgentLost(f"the agent did not answer within {timeout:g} s") from None
         except OSError as exc:
@@ -157,20 +380,26 @@ def in_process(env: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes]:
     text = {
         k.decode("utf-8", "surrogateescape"): v.decode("utf-8", "surrogateescape")
         for k, v in env.items()
+        if k != DEADLINE_ENV  # ours to send, not a setting of the plugin
     }
     return execute(text, stdin)
 
 
 def run(env: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes]:
-    """The plugin: through the agent when it answers, in-process otherwise."""
-    for key, value in SETTINGS.items():
-        env.setdefault(key, value)
-    path = _setting(env, b"SRIOVKIT_AGENT_SOCKET", SOCKET)
+    """The plugin: VERSION here, the rest through the agent when it answers, else in-process."""
+    env.update(SETTINGS)  # baked in at install: the caller's environment does not get a say
+    env.pop(b"SRIOVKIT_AGENT_SOCKET", None)  # nor over the socket: SOCKET is the baked one
     command = env.get(b"CNI_COMMAND", b"")
-    if _setting(env, b"SRIOVKIT_AGENT", "") == "off":
+    if command == b"VERSION":
+        answer = version_answer(stdin)
+        if answer is not None:
+            return 0, answer
+    if env.get(b"SRIOVKIT_AGENT") == b"off":
         return in_process(env, stdin)
+    # The deadline is when this shim stops waiting; the agent does not start an ADD after it.
+    env[DEADLINE_ENV] = repr(time.time() + TIMEOUT).encode()
     try:
-        return call_agent(path, encode_request(env, stdin))
+        return call_agent(SOCKET, encode_request(env, stdin), TIMEOUT)
     except AgentUnreachable:
         return in_process(env, stdin)
     except AgentLost as exc:

@@ -77,12 +77,14 @@ def install_cni(
 ) -> None:
     """Write the `sriov` CNI plugin (a shim that forwards to the agent) into BIN_DIR.
 
-    The state directory and `--root` are baked in: requests carry them, so the agent and the
+    The socket, the state directory and `--root` are baked in and win over the environment a
+    runtime runs the plugin with; requests carry the last two, so the agent and the
     in-process fallback can never use different records or locks.
     """
     from sriovkit.cni.install import install_shim  # noqa: PLC0415
 
-    root = env.root if env is not None else None  # None: invoked outside the `sriovkit` group
+    # None: invoked outside the `sriovkit` group. Resolved as `agent` resolves it.
+    root = Path(env.root).resolve() if env is not None else None
     target, changed = install_shim(
         bin_dir, name, socket_path or _socket_default(), state_dir=state_dir, root=root
     )

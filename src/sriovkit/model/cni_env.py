@@ -40,6 +40,26 @@ class CniCommand(enum.StrEnum):
 
 _ATTACH = frozenset({CniCommand.ADD, CniCommand.DEL, CniCommand.CHECK})
 _ARG_KEY = re.compile(r"[A-Za-z0-9_]+")
+_TEXT_VARS = ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS", "CNI_ARGS", "CNI_PATH")
+
+
+def _utf8(var: str, value: str) -> str:
+    """`value`, unless it holds bytes that are not UTF-8 (BadEnv naming `var`).
+
+    The shim and the agent carry the environment's raw bytes into str with surrogateescape,
+    so such bytes arrive as lone surrogates; no record, JSON result or netdev name can hold
+    them, and refusing here is what keeps them from failing later as an internal error.
+    """
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            try:
+                shown = repr(value.encode("utf-8", "surrogateescape"))
+            except UnicodeEncodeError:  # a surrogate that did not come from a byte
+                shown = ascii(value)
+            raise BadEnv(var, f"not valid UTF-8: {shown}") from None
+    return value
 
 
 def parse_cni_args(text: str) -> dict[str, str]:
@@ -88,6 +108,11 @@ class CniEnv:
         ifname = env.get("CNI_IFNAME") or None
         netns = env.get("CNI_NETNS") or None
         path_text = env.get("CNI_PATH", "")
+        args_text = env.get("CNI_ARGS", "")
+        # What a verb uses must be text; VERSION uses none of it (it must answer regardless).
+        used = _TEXT_VARS if attach else () if command is CniCommand.VERSION else ("CNI_PATH",)
+        for var in used:
+            _utf8(var, env.get(var, ""))
         if attach:
             for var, value in (("CNI_CONTAINERID", container_id), ("CNI_IFNAME", ifname)):
                 if value is None:
@@ -109,7 +134,7 @@ class CniEnv:
             container_id=container_id if attach else None,
             netns=netns if attach else None,
             ifname=ifname if attach else None,
-            args=parse_cni_args(env.get("CNI_ARGS", "")) if attach else {},
+            args=parse_cni_args(args_text) if attach else {},
             path=tuple(p for p in path_text.split(":") if p),
         )
 
