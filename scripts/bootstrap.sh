@@ -5,9 +5,17 @@ set -eu
 cd "$(dirname "$0")/.."
 
 apt_need=""
-for pkg in pciutils pci.ids iproute2 ethtool iputils-ping containernetworking-plugins make; do
+# podman + runc (with conmon, pulled in by podman): the runtime tier's container runtime.
+for pkg in pciutils pci.ids iproute2 ethtool iputils-ping containernetworking-plugins make \
+           podman runc; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || apt_need="$apt_need $pkg"
 done
+# The runtime tier's image is one busybox. busybox-static and Debian's (dynamic) busybox conflict:
+# either will do, so install busybox-static only when neither is there.
+if ! dpkg-query -W -f='${Status}' busybox 2>/dev/null | grep -q "ok installed" &&
+   ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
+    apt_need="$apt_need busybox-static"
+fi
 # A fresh Debian may lack python3 or its venv module (Debian splits it into python3-venv).
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     apt_need="$apt_need python3 python3-venv python3-pip"

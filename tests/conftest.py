@@ -32,8 +32,45 @@ def root_tier_missing() -> str | None:
     return None
 
 
+@cache
+def runtime_tier_missing() -> str | None:
+    """Why the runtime tier (podman 4 + runc executing our CNI plugin) cannot run, or None."""
+    reason = root_tier_missing()
+    if reason is not None:
+        return reason.replace("integration tier", "runtime tier")
+    for tool, package in (("podman", "podman"), ("runc", "runc"), ("conmon", "conmon")):
+        if shutil.which(tool) is None:
+            return f"runtime tier needs `{tool}` (Debian package {package}; make bootstrap)"
+    if not Path("/usr/lib/cni/host-local").is_file():
+        return "runtime tier needs /usr/lib/cni/host-local (Debian's containernetworking-plugins)"
+    if not Path("/bin/busybox").is_file():
+        return "runtime tier needs /bin/busybox for its image (Debian's busybox-static)"
+    proc = subprocess.run(["podman", "--version"], capture_output=True, text=True, check=False)
+    version = proc.stdout.split()[-1] if proc.returncode == 0 and proc.stdout.split() else "?"
+    if not version.split(".")[0].isdigit():
+        return f"runtime tier: `podman --version` said {proc.stdout or proc.stderr!r}"
+    if int(version.split(".")[0]) != 4:
+        return f"runtime tier needs podman 4 (its CNI network backend); this is podman {version}"
+    return None
+
+
+def _gate_runtime_tier(items: list[pytest.Item]) -> None:
+    """Skip `runtime` tests with the reason where podman cannot run them; in CI, fail."""
+    runtime = [item for item in items if item.get_closest_marker("runtime") is not None]
+    if not runtime:
+        return
+    reason = runtime_tier_missing()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError(f"CI must run the runtime tier, but {reason}")
+    for item in runtime:
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip `root` tests with the reason where the tier cannot run; in CI that is a failure."""
+    _gate_runtime_tier(items)
     if not any("root" in item.keywords for item in items):
         return
     reason = root_tier_missing()
