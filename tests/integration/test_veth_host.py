@@ -24,11 +24,11 @@ if os.geteuid() != 0 or shutil.which("ip") is None:
 from sriovkit.sim import create_host  # noqa: E402
 from sriovkit.sim.netlink import FakeNetlink  # noqa: E402
 from sriovkit.sim.veth import (  # noqa: E402
-    SplitNetlink,
     VethHost,
     create_veth_host,
     load_pairs,
 )
+from sriovkit.sim.veth_netlink import SplitNetlink  # noqa: E402
 from sriovkit.wiring import open_netlink  # noqa: E402
 
 HOST_NS = Path("/proc/self/ns/net")  # the process's netns: the test thread never moves

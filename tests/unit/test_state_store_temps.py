@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sriovkit.host.state import STALE_TEMP_AGE, StateStore
+from sriovkit.host.state import StateStore
+from sriovkit.host.statefiles import STALE_TEMP_AGE
 from sriovkit.model.attachment import AllocationRecord, AttachmentKey
 
 PCI = "0000:3b:02.1"

@@ -12,9 +12,10 @@ The node agent and the in-process fallback share this directory, so everything t
 on disk and crash-safe: writes go to a temp file in the same directory, are fsync()ed, rename()d
 over the record and the directory is fsync()ed, so a reader sees the old record or the new one,
 never a torn one (a temp file left by a writer killed mid-write is deleted when records are
-listed: `_sweep_temps`). Files are 0600. Every open goes through a directory fd opened with
-O_NOFOLLOW, so a symlink planted as a record, a sub-directory or the state directory itself is
-refused rather than followed (the directory may be world-visible on a badly set up node).
+listed: `statefiles.sweep_temps`). Files are 0600. Every open goes through a directory fd
+opened with O_NOFOLLOW, so a symlink planted as a record, a sub-directory or the state
+directory itself is refused rather than followed (the directory may be world-visible on a
+badly set up node).
 
 Lock files are never deleted: unlinking a lock file while another process waits on it would let
 two holders lock two different inodes.
@@ -36,7 +37,8 @@ from urllib.parse import quote, unquote
 
 import msgspec
 
-from sriovkit.errors import Busy, HostError, InvalidInput
+from sriovkit.errors import HostError, InvalidInput
+from sriovkit.host.statefiles import flock_within, sweep_temps
 from sriovkit.model.attachment import (
     SCHEMA,
     AllocationRecord,
@@ -54,7 +56,6 @@ ATTACHMENT_STRIPES = 64
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TMP_PREFIX = "."
 _TMP_SUFFIX = ".tmp"
-STALE_TEMP_AGE = 600.0
 """Age (s) after which an unlocked temp file in the state dir is a dead writer's leftover."""
 _R = TypeVar("_R", AttachmentRecord, AllocationRecord)
 
@@ -228,7 +229,7 @@ class StateStore:
             names = os.listdir(dfd)
             temps = [n for n in names if n.startswith(_TMP_PREFIX) and n.endswith(_TMP_SUFFIX)]
             if temps:
-                _sweep_temps(dfd, temps)
+                sweep_temps(dfd, temps)
             return sorted(n for n in names if n.endswith(".json") and not n.startswith(_TMP_PREFIX))
 
     def _decode(self, sub: str, name: str, data: bytes, kind: type[_R]) -> _R:
@@ -371,7 +372,7 @@ class StateStore:
                     f"cannot open lock file {path}: {exc.strerror}", exc.errno
                 ) from None
         try:
-            _flock(fd, what, timeout)
+            flock_within(fd, what, timeout)
             try:
                 yield
             finally:
@@ -382,65 +383,6 @@ class StateStore:
 
 class _Schema(msgspec.Struct):
     schema: int = 0
-
-
-def _sweep_temps(dfd: int, names: list[str]) -> None:
-    """Delete the temp files in directory `dfd` that a writer killed mid-`_write` left behind.
-
-    A temp file is stale when no process holds its flock (a writer locks it right after
-    creating it and keeps it until the rename is done; the kernel drops a dead writer's lock)
-    and it is older than `STALE_TEMP_AGE` (which covers the instant between create and flock,
-    and a writer stopped there: SIGSTOP, a frozen cgroup). The pid in the name is not used:
-    the agent runs in its DaemonSet container's pid namespace and the in-process fallback in
-    the host's, so one cannot tell from a pid whether the other's writer is alive (a live
-    writer could look dead, or a reused pid a dead one alive); a flock is on the shared inode
-    and means the same to both. Best effort: a file that cannot be checked is left alone.
-    """
-    now = time.time()
-    for name in names:
-        try:
-            fd = os.open(
-                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd
-            )
-        except OSError:
-            continue  # renamed meanwhile, or not ours to touch (a symlink)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            st = os.fstat(fd)
-            # Still the file we locked (not renamed and replaced meanwhile), and old enough.
-            current = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            if (
-                stat.S_ISREG(st.st_mode)
-                and (st.st_dev, st.st_ino) == (current.st_dev, current.st_ino)
-                and now - st.st_mtime > STALE_TEMP_AGE
-            ):
-                os.unlink(name, dir_fd=dfd)
-        except OSError:
-            pass  # locked by a live writer (BlockingIOError), or gone
-        finally:
-            os.close(fd)
-
-
-def _flock(fd: int, what: str, timeout: float | None) -> None:
-    if timeout is None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return
-    deadline = time.monotonic() + timeout
-    pause = 0.001
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Busy(
-                    f"{what} is locked by another operation (waited {timeout:g} s); "
-                    "try again later"
-                ) from None
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.05)
-        else:
-            return
 
 
 __all__ = [
