@@ -39,6 +39,13 @@ def drop_netns(path: Path) -> None:
     subprocess.run(["ip", "netns", "del", path.name], check=False, capture_output=True)
 
 
+def new_pod(pods: list[Path]) -> Path:
+    """A fresh netns, added to the `pods` fixture's list so that it is deleted afterwards."""
+    path = make_netns()
+    pods.append(path)
+    return path
+
+
 def ip_link(name: str, netns: Path | None = None) -> dict[str, Any] | None:
     """`ip -j link show` of one link (None if absent), in the host netns or `netns`."""
     args = ["ip", "-j", *(["-n", netns.name] if netns else []), "link", "show", "dev", name]

@@ -44,3 +44,14 @@ def pod() -> Iterator[Path]:
         yield path
     finally:
         drop_netns(path)
+
+
+@pytest.fixture
+def pods() -> Iterator[list[Path]]:
+    """Network namespaces a test makes with `attach_lab.new_pod(pods)`, deleted afterwards."""
+    made: list[Path] = []
+    try:
+        yield made
+    finally:
+        for path in made:
+            drop_netns(path)

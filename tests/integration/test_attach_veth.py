@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,27 +39,11 @@ from attach_lab import (  # noqa: E402
     ip_addrs,
     ip_link,
     leased_ips,
-    make_netns,
+    new_pod,
 )
 
 if not (CNI_DIR / "host-local").is_file():
     pytest.skip(f"needs host-local in {CNI_DIR}", allow_module_level=True)
-
-
-@pytest.fixture
-def pods() -> Iterator[list[Path]]:
-    made: list[Path] = []
-    try:
-        yield made
-    finally:
-        for path in made:
-            drop_netns(path)
-
-
-def new_pod(pods: list[Path]) -> Path:
-    path = make_netns()
-    pods.append(path)
-    return path
 
 
 def pf_netdev(host: VethHost, pair: VethPair) -> str:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,26 +28,10 @@ pytestmark = pytest.mark.root
 if os.geteuid() != 0 or shutil.which("ip") is None:
     pytest.skip("needs root and iproute2 (netns, veth)", allow_module_level=True)
 
-from attach_lab import CNI_DIR, Lab, drop_netns, ip_link, leased_ips, make_netns  # noqa: E402
+from attach_lab import CNI_DIR, Lab, ip_link, leased_ips, new_pod  # noqa: E402
 
 if not (CNI_DIR / "host-local").is_file():
     pytest.skip(f"needs host-local in {CNI_DIR}", allow_module_level=True)
-
-
-@pytest.fixture
-def pods() -> Iterator[list[Path]]:
-    made: list[Path] = []
-    try:
-        yield made
-    finally:
-        for path in made:
-            drop_netns(path)
-
-
-def new_pod(pods: list[Path]) -> Path:
-    path = make_netns()
-    pods.append(path)
-    return path
 
 
 def in_pod(pod: Path, *args: str) -> None:
