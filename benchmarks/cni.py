@@ -335,11 +335,12 @@ def _report(bench: Bench, big: VethHost, args: argparse.Namespace) -> int:
         )
     floor = _floor(bench, args.runs)
     print(
-        f"floor: python3 -IS -c pass {floor['python']:.1f} ms; shim VERSION via agent "
+        f"floor: python3 -IS -c pass {floor['python']:.1f} ms; shim VERSION (answered in the shim) "
         f"{floor['shim']:.1f} ms; Go host-local VERSION {floor['go']:.1f} ms; kernel netns "
         f"move in {floor['move_in']:.1f} ms, out {floor['move_out']:.1f} ms"
     )
-    # The least any shim + agent invocation can cost: its round trip plus the kernel's move.
+    # The least any shim + agent invocation can cost: a shim start plus the kernel's move (the
+    # agent round trip comes on top).
     for op, move in (("ADD", floor["move_in"]), ("DEL", floor["move_out"])):
         least = floor["shim"] + move
         print(

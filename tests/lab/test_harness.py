@@ -178,3 +178,24 @@ def test_pump_stops_a_guest_whose_kernel_reports_an_rcu_stall(tmp_path: Path) ->
         proc.wait()
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_pump_stops_a_guest_that_falls_silent_only_with_a_silence_limit(tmp_path: Path) -> None:
+    # A stand-in for a TCG guest whose vCPUs lost their timer: it prints, then nothing, and its
+    # kernel log stays empty (seen 2026-12-03).
+    console = tmp_path / "console.log"
+    console.write_bytes(b"")
+    for silence, expected in ((3.0, Outcome.STALLED), (None, Outcome.TIMEOUT)):
+        script = "echo test 1 PASSED; sleep 60"
+        proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE)
+        out = io.BytesIO()
+        try:
+            started = time.monotonic()
+            ended = _pump(proc, out, started + 8, _StallWatch(console), silence)
+            assert ended is expected
+            assert out.getvalue() == b"test 1 PASSED\n"
+        finally:
+            proc.kill()
+            proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()

@@ -35,6 +35,9 @@ DEFAULT_TIMEOUT = 1500.0
 # Guest sessions started when the guest kernel reports an RCU stall (see runner.KERNEL_ARGS): an
 # emulator fault seen twice so far under TCG, each time reported ~40 s into the session.
 STALL_ATTEMPTS = 3
+SILENCE = 240.0
+"""Seconds a guest session may print nothing before it counts as stalled (a verbose pytest
+prints a line per test; the slowest lab test takes well under a minute under TCG)."""
 _SESSION_KEY = pytest.StashKey["LabSession"]()
 
 
@@ -107,12 +110,14 @@ class LabSession:
                 result = run_in_guest(
                     assets, self._guest_command(self.config.get_verbosity() >= 0), share,
                     out=sys.stdout.buffer, cwd=self.config.rootpath, env=env, timeout=timeout,
+                    silence=SILENCE,
                 )  # fmt: skip
                 if result.outcome is not Outcome.STALLED or attempt == STALL_ATTEMPTS:
                     break
                 # An emulator fault, not a test result (see runner.KERNEL_ARGS): once more.
                 self._say(
-                    f"the guest kernel reported an RCU stall after {result.wall:.0f} s "
+                    f"the guest stalled (an RCU stall report, or {SILENCE:.0f} s without a "
+                    f"line) after {result.wall:.0f} s "
                     f"(kept {share}); starting the lab session again ({attempt + 1} of "
                     f"{STALL_ATTEMPTS})"
                 )

@@ -186,13 +186,24 @@ class _StallWatch:
 
 
 def _pump(
-    proc: subprocess.Popen[bytes], out: BinaryIO, deadline: float, watch: _StallWatch
+    proc: subprocess.Popen[bytes],
+    out: BinaryIO,
+    deadline: float,
+    watch: _StallWatch,
+    silence: float | None = None,
 ) -> Outcome | None:
     """Copy QEMU's stdout to `out` until it closes (None); TIMEOUT at the deadline, STALLED
-    when the guest kernel reports an RCU stall."""
+    when the guest kernel reports an RCU stall or, with `silence` set, when the guest printed
+    nothing for that long.
+
+    The silence rule is for commands that print steadily (pytest -v, a line per test): a TCG
+    guest was seen (2026-12-03) to fall idle mid-test with an empty kernel log, both vCPUs
+    waiting for a timer that never came, and no RCU report to notice it by.
+    """
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     next_look = time.monotonic() + 2.0
+    last_output = time.monotonic()
     while True:
         now = time.monotonic()
         left = deadline - now
@@ -202,12 +213,15 @@ def _pump(
             next_look = now + 2.0
             if watch.stalled():
                 return Outcome.STALLED
+            if silence is not None and now - last_output > silence:
+                return Outcome.STALLED
         ready, _, _ = select.select([fd], [], [], min(left, 1.0))
         if not ready:
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
             return None
+        last_output = time.monotonic()
         out.write(chunk)
         out.flush()
 
@@ -222,6 +236,7 @@ def run_in_guest(
     env: Mapping[str, str] | None = None,
     timeout: float = 900.0,
     accel: str | None = None,
+    silence: float | None = None,
 ) -> GuestResult:
     """Boot a guest, run `command` in `cwd` there, stream its output to `out`, and say how it ended.
 
@@ -245,7 +260,8 @@ def run_in_guest(
         )
     outcome = Outcome.DIED
     try:
-        ended = _pump(proc, out, started + timeout, _StallWatch(share / "console.log"))
+        watch = _StallWatch(share / "console.log")
+        ended = _pump(proc, out, started + timeout, watch, silence)
         if ended is None:
             proc.wait(timeout=max(1.0, started + timeout - time.monotonic()))
         else:
