@@ -349,6 +349,11 @@ def _report(bench: Bench, big: VethHost, args: argparse.Namespace) -> int:
         )
     if args.concurrent:
         bench.host = big
+        # The root is baked into the shim at install (it wins over the environment): a shim
+        # for the big host, same socket and state dir.
+        bench.shim = install_shim(
+            bench.tmp / "bin-big", "sriov", bench.sock, state_dir=bench.state, root=big.root
+        )[0]
         count = min(args.concurrent, len(big.pairs))
         for label, go in (("shim+agent", False), ("host-device", True)):
             t_add, t_del, ips = concurrent(bench, count, go=go)

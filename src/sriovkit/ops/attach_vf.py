@@ -124,7 +124,13 @@ def pf_side_restored(netlink: Netlink, record: AttachmentRecord) -> Iterator[Non
         yield
         return
     settings = record.original.vf_settings()
-    hold = bool(record.original.name) and needs_trust_for_mac(settings, None)
+    # Only where ADD set an admin MAC: otherwise the netdev kept its own MAC (an untrusted
+    # VF cannot have changed it) and two more PF requests would buy nothing.
+    hold = (
+        bool(record.original.name)
+        and record.applied.mac is not None
+        and needs_trust_for_mac(settings, None)
+    )
     # NotFound: the PF lost its VFs (sriov_numvfs went to 0): nothing left to restore.
     with contextlib.suppress(NotFound):
         apply_vf(
