@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from sriovkit.agent.server import Agent, decode_request, encode_answer
+from sriovkit.agent.protocol import HEAD_SIZE, parse_env, parse_head
+from sriovkit.agent.server import Agent, encode_answer
 from sriovkit.cni import shim
 from sriovkit.cni.dispatch import execute
 from sriovkit.cni.install import install_shim, render_shim
@@ -133,10 +134,12 @@ def test_shim_error_json_is_json(text: str) -> None:
 
 def test_request_round_trip_keeps_only_cni_and_sriovkit_vars() -> None:
     env = {b"CNI_COMMAND": b"ADD", b"SRIOVKIT_ROOT": b"/r", b"HOME": b"/root", b"CNI_ARGS": b"a=b"}
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    with a, b:
-        a.sendall(shim.encode_request(env, b'{"x": 1}'))
-        got_env, stdin = decode_request(b)
+    frame = shim.encode_request(env, b'{"x": 1}')
+    # What the agent's reader does with a frame (agent/reader.py): head, env block, stdin.
+    env_len, stdin_len = parse_head(frame[:HEAD_SIZE])
+    got_env = parse_env(frame[HEAD_SIZE : HEAD_SIZE + env_len])
+    stdin = frame[HEAD_SIZE + env_len :]
+    assert len(stdin) == stdin_len
     assert got_env == {"CNI_COMMAND": "ADD", "SRIOVKIT_ROOT": "/r", "CNI_ARGS": "a=b"}
     assert stdin == b'{"x": 1}'
 

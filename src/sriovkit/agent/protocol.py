@@ -66,10 +66,6 @@ class ProtocolError(Exception):
     """A request that is not a well-formed SKC1 frame within the limits."""
 
 
-class EmptyRequest(ProtocolError):
-    """The peer closed without sending anything (a liveness probe)."""
-
-
 def parse_head(head: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[int, int]:
     """(len(env), len(stdin)) from a request's first `HEAD_SIZE` bytes."""
     if head[:4] != MAGIC_REQUEST:
@@ -101,27 +97,6 @@ def deadline_of(env: Mapping[str, str]) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _recv_exact(conn: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = conn.recv(min(n - len(buf), 1 << 16))
-        if not chunk:
-            raise ProtocolError(f"request truncated after {len(buf)} of {n} bytes")
-        buf += chunk
-    return bytes(buf)
-
-
-def decode_request(
-    conn: socket.socket, limits: Limits = DEFAULT_LIMITS
-) -> tuple[dict[str, str], bytes]:
-    """Read one request frame from a blocking socket: (CNI_*/SRIOVKIT_* env, stdin)."""
-    first = conn.recv(HEAD_SIZE)
-    if not first:
-        raise EmptyRequest("the peer sent nothing")
-    env_len, stdin_len = parse_head(first + _recv_exact(conn, HEAD_SIZE - len(first)), limits)
-    return parse_env(_recv_exact(conn, env_len)), _recv_exact(conn, stdin_len)
-
-
 def encode_answer(code: int, out: bytes) -> bytes:
     """The answer frame for exit code `code` and stdout `out`."""
     return MAGIC_ANSWER + struct.pack(">II", code & 0xFFFFFFFF, len(out)) + out
@@ -151,11 +126,9 @@ __all__ = [
     "DEADLINE",
     "DEFAULT_LIMITS",
     "HEAD_SIZE",
-    "EmptyRequest",
     "Limits",
     "ProtocolError",
     "deadline_of",
-    "decode_request",
     "encode_answer",
     "parse_env",
     "parse_head",

@@ -44,11 +44,9 @@ from types import FrameType
 from sriovkit.agent.protocol import (
     DEADLINE,
     DEFAULT_LIMITS,
-    EmptyRequest,
     Limits,
     ProtocolError,
     deadline_of,
-    decode_request,
     encode_answer,
     peer_gone,
 )
@@ -354,10 +352,8 @@ __all__ = [
     "REQUEST_SETTINGS",
     "SOCKET_ENV",
     "Agent",
-    "EmptyRequest",
     "Limits",
     "ProtocolError",
-    "decode_request",
     "encode_answer",
     "merged_env",
     "run_agent",

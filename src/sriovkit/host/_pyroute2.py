@@ -245,7 +245,11 @@ class Pyroute2Netlink:
                 info = self.link(hint)
                 if _is_device(info, device_id):
                     return info
-        for info in self.links():
+        # A plain dump: every PF's IFLA_VFINFO_LIST (what `links()` asks for) is not needed
+        # here, and on a host with thousands of VFs it is most of the dump.
+        with _mapped("cannot list links"):
+            msgs = self._ipr.get_links()
+        for info in map(self._info, msgs):
             if _is_device(info, device_id):
                 self._indexes[info.name] = info.index
                 return info

@@ -83,13 +83,17 @@ def require_netdev(vf: VfTarget) -> str:
     return vf.netdev
 
 
-def restore_pf_side(netlink: Netlink, record: AttachmentRecord) -> None:
-    """Put the PF-side VF attributes back (one request, verified; mac first in kernel order)."""
+def _apply_pf(netlink: Netlink, record: AttachmentRecord, settings: VfSettings) -> None:
     if record.pf is None or record.vf_index is None:
         return
     # NotFound: the PF lost its VFs (sriov_numvfs went to 0): nothing left to restore.
     with contextlib.suppress(NotFound):
-        apply_vf(netlink, record.pf, record.vf_index, record.original.vf_settings())
+        apply_vf(netlink, record.pf, record.vf_index, settings)
+
+
+def restore_pf_side(netlink: Netlink, record: AttachmentRecord) -> None:
+    """Put the PF-side VF attributes back (one request, verified; mac first in kernel order)."""
+    _apply_pf(netlink, record, record.original.vf_settings())
 
 
 def needs_trust_for_mac(settings: VfSettings, current_trust: bool | None) -> bool:
@@ -107,8 +111,7 @@ def needs_trust_for_mac(settings: VfSettings, current_trust: bool | None) -> boo
 def mac_while_trusted(netlink: Netlink, record: AttachmentRecord, mac: str | None) -> None:
     """Give the VF netdev (still in the host) `mac`, then take the PF-side trust away."""
     netlink.set_link(record.original.name, mac=mac)
-    if record.pf is not None and record.vf_index is not None:
-        apply_vf(netlink, record.pf, record.vf_index, VfSettings(trust=False))
+    _apply_pf(netlink, record, VfSettings(trust=False))
 
 
 @contextlib.contextmanager
@@ -120,33 +123,27 @@ def pf_side_restored(netlink: Netlink, record: AttachmentRecord) -> Iterator[Non
     VF's MAC change once an admin MAC is set (see `needs_trust_for_mac`), which is how a DEL
     after the pod's netns was deleted used to fail for good.
     """
-    if record.pf is None or record.vf_index is None:
-        yield
-        return
     settings = record.original.vf_settings()
     # Only where ADD set an admin MAC: otherwise the netdev kept its own MAC (an untrusted
     # VF cannot have changed it) and two more PF requests would buy nothing.
     hold = (
-        bool(record.original.name)
+        record.pf is not None
+        and bool(record.original.name)
         and record.applied.mac is not None
         and needs_trust_for_mac(settings, None)
     )
-    # NotFound: the PF lost its VFs (sriov_numvfs went to 0): nothing left to restore.
-    with contextlib.suppress(NotFound):
-        apply_vf(
-            netlink, record.pf, record.vf_index, replace(settings, trust=True) if hold else settings
-        )
+    _apply_pf(netlink, record, replace(settings, trust=True) if hold else settings)
     if not hold:
         yield
         return
+    untrust = VfSettings(trust=False)
     try:
         yield
     except BaseException:
         with contextlib.suppress(SriovkitError):  # the body's error is the one to report
-            apply_vf(netlink, record.pf, record.vf_index, VfSettings(trust=False))
+            _apply_pf(netlink, record, untrust)
         raise
-    with contextlib.suppress(NotFound):
-        apply_vf(netlink, record.pf, record.vf_index, VfSettings(trust=False))
+    _apply_pf(netlink, record, untrust)
 
 
 def move_home(
