@@ -72,12 +72,24 @@ class Timeout(HostError):
     exit_code = 6
 
 
+class CheckFailed(HostError):
+    """CNI CHECK found the attachment different from what ADD recorded."""
+
+
+class PluginNotAvailable(HostError):
+    """CNI code 50 (spec 1.1 STATUS): the plugin cannot serve ADDs right now."""
+
+    cni_code = 50
+
+
 __all__ = [
     "Abandoned",
     "Busy",
+    "CheckFailed",
     "HostError",
     "InvalidInput",
     "NotFound",
+    "PluginNotAvailable",
     "SriovkitError",
     "Timeout",
 ]

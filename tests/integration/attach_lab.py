@@ -21,7 +21,8 @@ from sriovkit.host.netlink import Netlink
 from sriovkit.host.state import StateStore
 from sriovkit.model.cni import CniEnv, NetConf, parse_netconf
 from sriovkit.model.vf import VfInfo
-from sriovkit.ops import attach
+from sriovkit.ops.cni.context import AttachContext
+from sriovkit.ops.cni.plugins import SRIOV as attach
 from sriovkit.wiring import open_netlink, open_sysfs
 
 CNI_DIR = Path(os.environ.get("SRIOVKIT_TEST_CNI_DIR", "/usr/lib/cni"))
@@ -92,8 +93,8 @@ class Lab:
         self.netlink: Netlink = open_netlink(self.root)
         self.store = StateStore(self.state)
 
-    def ctx(self, **extra: Any) -> attach.AttachContext:
-        return attach.AttachContext(
+    def ctx(self, **extra: Any) -> AttachContext:
+        return AttachContext(
             sysfs=self.sysfs,
             netlink=self.netlink,
             ipam=Ipam([CNI_DIR]),

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sriovkit.ops import attach
+from sriovkit.ops.cni.plugins import SRIOV as attach
 from sriovkit.sim.veth import VethHost
 
 pytestmark = pytest.mark.root

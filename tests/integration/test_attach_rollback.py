@@ -24,7 +24,8 @@ from sriovkit.errors import HostError
 from sriovkit.host.ipam import Ipam
 from sriovkit.host.netlink import Netlink
 from sriovkit.model.attachment import AttachmentKey
-from sriovkit.ops import attach
+from sriovkit.ops.cni.context import AttachContext
+from sriovkit.ops.cni.plugins import SRIOV as attach
 from sriovkit.sim.veth import VethHost, VethPair
 
 pytestmark = pytest.mark.root
@@ -111,7 +112,7 @@ def show(name: str, netns: Path | None = None) -> tuple[object, ...] | None:
     )  # fmt: skip
 
 
-def with_netlink(lab: Lab, wrap: type[Wrapped]) -> attach.AttachContext:
+def with_netlink(lab: Lab, wrap: type[Wrapped]) -> AttachContext:
     ctx = lab.ctx()
     return dataclasses.replace(ctx, netlink=wrap(ctx.netlink))  # type: ignore[arg-type]
 

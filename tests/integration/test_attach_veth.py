@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 
-from sriovkit.errors import Busy, HostError
+from sriovkit.errors import Busy, CheckFailed, HostError
 from sriovkit.model.attachment import AttachmentKey
 from sriovkit.model.cni_result import to_version
 from sriovkit.model.pci import PciAddress
 from sriovkit.model.vf import VfInfo
-from sriovkit.ops import attach
 from sriovkit.ops import vf as vf_ops
-from sriovkit.ops.attach_check import CheckFailed
+from sriovkit.ops.cni.plugins import SRIOV as attach
 from sriovkit.sim.veth import VethHost, VethPair
 
 pytestmark = pytest.mark.root

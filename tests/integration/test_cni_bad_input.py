@@ -53,6 +53,8 @@ CASES: list[Case] = [
     ("type-ipam-string", {"ipam": "host-local"}, {}, 7),
     ("type-name-int", {"name": 5}, {}, 7),
     ("type-deviceid-list", {"deviceID": [VF]}, {}, 7),
+    # a config for a plugin sriovkit does not serve (the dispatch table has no such type)
+    ("type-unknown-plugin", {"type": "macvlan"}, {}, 7),
     # out of range (7)
     ("range-vlan-4096", {"vlan": 4096}, {}, 7),
     ("range-vlan-negative", {"vlan": -1}, {}, 7),

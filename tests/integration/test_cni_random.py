@@ -50,7 +50,7 @@ if os.geteuid() != 0 or cni_plugins_missing():
     pytest.skip(cni_plugins_missing() or "needs root for netns and veth", allow_module_level=True)
 
 from sriovkit.host.state import StateStore  # noqa: E402
-from sriovkit.model.attachment import AttachmentRecord  # noqa: E402
+from sriovkit.model.attachment import VfAttachment  # noqa: E402
 from sriovkit.sim.netlink import FakeNetlink  # noqa: E402
 from sriovkit.sim.veth import create_veth_host  # noqa: E402
 
@@ -497,7 +497,7 @@ def problems(fuzz: Fuzz, start: Start, ops: list[Op]) -> list[str]:
     pf_now = pf_side(lab)
     out += [f"link {s} in a pod is no VF of ours" for s in strangers]
 
-    by_vf: dict[str, list[AttachmentRecord]] = {}
+    by_vf: dict[str, list[VfAttachment]] = {}
     for rec in records:
         by_vf.setdefault(rec.device_id, []).append(rec)
     for vf, recs in by_vf.items():
@@ -594,7 +594,7 @@ def name_taken_meanwhile(op: Op, ops: list[Op]) -> bool:
 def expectations(
     fuzz: Fuzz,
     ops: list[Op],
-    records: list[AttachmentRecord],
+    records: list[VfAttachment],
     places: dict[str, Place | None],
     held: dict[str, tuple[str, str]],
 ) -> list[str]:

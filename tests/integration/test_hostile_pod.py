@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from sriovkit.errors import HostError
+from sriovkit.errors import CheckFailed, HostError
 from sriovkit.host.netns import HOST_NETNS
 from sriovkit.model.cni_env import BadEnv
-from sriovkit.ops import attach
-from sriovkit.ops.attach_check import CheckFailed, verify
+from sriovkit.ops.cni.plugins import SRIOV as attach
+from sriovkit.ops.cni.vf.check import verify
 from sriovkit.sim.veth import VethHost, VethPair
 
 pytestmark = pytest.mark.root

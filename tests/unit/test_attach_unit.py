@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 
-from sriovkit.errors import Busy, HostError, InvalidInput, NotFound
+from sriovkit.errors import Busy, HostError, InvalidInput, NotFound, PluginNotAvailable
 from sriovkit.host.ipam import Ipam
 from sriovkit.host.state import StateStore
 from sriovkit.model.attachment import AttachmentKey
 from sriovkit.model.cni import CniEnv, parse_netconf
 from sriovkit.model.pci import PciAddress
-from sriovkit.ops import attach
 from sriovkit.ops import vf as vf_ops
-from sriovkit.ops.attach_vf import resolve_vf
+from sriovkit.ops.cni.context import AttachContext
+from sriovkit.ops.cni.plugins import SRIOV as attach
+from sriovkit.ops.cni.vf.device import resolve_vf
 from sriovkit.ops.vfconfig import read_vf
 from sriovkit.sim import create_host
 from sriovkit.sim.kernel import SimSysfs
@@ -37,7 +38,7 @@ class Host:
         self.pf = sim.pfs[0]
         self.vf = PciAddress.parse(sim.vfs(self.pf.address)[0])
         self.store = StateStore(root / "state")
-        self.ctx = attach.AttachContext(
+        self.ctx = AttachContext(
             sysfs=self.sysfs,
             netlink=self.netlink,
             ipam=Ipam([root / "no-plugins"]),
@@ -240,13 +241,13 @@ def test_status_fails_with_code_50_on_an_unusable_state_dir(host: Host, tmp_path
     attach.status(host.ctx)
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    bad = attach.AttachContext(
+    bad = AttachContext(
         sysfs=host.sysfs,
         netlink=host.netlink,
         ipam=host.ctx.ipam,
         store=StateStore(blocker / "state"),
     )
-    with pytest.raises(attach.PluginNotAvailable) as err:
+    with pytest.raises(PluginNotAvailable) as err:
         attach.status(bad)
     assert err.value.cni_code == 50
 

@@ -29,7 +29,7 @@ from sriovkit.cni.dispatch import execute
 from sriovkit.cni.install import install_shim, render_shim
 from sriovkit.errors import Busy, HostError
 from sriovkit.host.state import default_state_dir
-from sriovkit.ops.attach import AttachContext
+from sriovkit.ops.cni.context import AttachContext
 
 # --- dispatch.execute --------------------------------------------------------------------------
 

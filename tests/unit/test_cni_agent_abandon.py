@@ -29,8 +29,8 @@ from sriovkit.errors import Abandoned, NotFound
 from sriovkit.host.ipam import Ipam
 from sriovkit.host.state import StateStore
 from sriovkit.model.pci import PciAddress
-from sriovkit.ops.attach import AttachContext
-from sriovkit.ops.attach_vf import resolve_vf
+from sriovkit.ops.cni.context import AttachContext
+from sriovkit.ops.cni.vf.device import resolve_vf
 from sriovkit.ops.vfconfig import read_vf
 from sriovkit.sim import create_host
 from sriovkit.sim.kernel import SimSysfs

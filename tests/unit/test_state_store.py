@@ -24,7 +24,7 @@ from sriovkit.model.attachment import (
     AllocationRecord,
     AppliedState,
     AttachmentKey,
-    AttachmentRecord,
+    VfAttachment,
     VfOriginalState,
 )
 from sriovkit.model.pci import PciAddress
@@ -34,9 +34,9 @@ PCI = "0000:3b:02.1"
 KEY = AttachmentKey("c0ffee", "net1")
 
 
-def record(key: AttachmentKey = KEY, netns: str = "/var/run/netns/pod1") -> AttachmentRecord:
+def record(key: AttachmentKey = KEY, netns: str = "/var/run/netns/pod1") -> VfAttachment:
     info = VfInfo(index=1, mac="02:00:00:00:00:10", vlan=7, qos=2, proto=VlanProto.DOT1AD)
-    return AttachmentRecord(
+    return VfAttachment(
         container_id=key.container_id,
         ifname=key.ifname,
         network="sriov-net",
@@ -168,10 +168,10 @@ def test_crash_before_rename_leaves_old_record(store: StateStore) -> None:
         import os
         from pathlib import Path
         from sriovkit.host.state import StateStore
-        from sriovkit.model.attachment import AttachmentRecord
+        from sriovkit.model.attachment import VfAttachment
         import msgspec
         rec = msgspec.json.decode(Path({str(store.dir / "rec.json")!r}).read_bytes(),
-                                  type=AttachmentRecord)
+                                  type=VfAttachment)
         os.replace = lambda *a, **k: os._exit(9)
         StateStore(Path({str(store.dir)!r})).write_attachment(rec)
         """
@@ -381,3 +381,36 @@ def test_default_state_dir() -> None:
     assert default_state_dir({"SRIOVKIT_STATE_DIR": "/run/sk"}) == Path("/run/sk")
     with pytest.raises(InvalidInput):
         default_state_dir({"SRIOVKIT_STATE_DIR": "rel/dir"})
+
+
+# --- records as a tagged union by kind --------------------------------------------------------
+
+
+def test_records_carry_their_kind(store: StateStore) -> None:
+    store.write_attachment(record())
+    data = (store.dir / "attachments" / attachment_file_name(KEY)).read_bytes()
+    assert msgspec.json.decode(data)["kind"] == "vf"
+
+
+def test_a_record_from_before_kinds_reads_as_a_vf_record(store: StateStore) -> None:
+    # What the store wrote before records had a `kind`: the same JSON without the tag.
+    written = record()
+    old = msgspec.json.decode(msgspec.json.encode(written))
+    del old["kind"]
+    store.write_attachment(written)  # creates the tree
+    path = store.dir / "attachments" / attachment_file_name(KEY)
+    path.write_bytes(msgspec.json.encode(old))
+    assert b'"kind"' not in path.read_bytes()
+    got = store.read_attachment(KEY)
+    assert isinstance(got, VfAttachment)
+    assert got == written
+
+
+def test_a_record_of_an_unknown_kind_is_refused_not_misread(store: StateStore) -> None:
+    store.write_attachment(record())
+    path = store.dir / "attachments" / attachment_file_name(KEY)
+    obj = msgspec.json.decode(path.read_bytes())
+    obj["kind"] = "teleporter"
+    path.write_bytes(msgspec.json.encode(obj))
+    with pytest.raises(HostError, match=r"kind 'teleporter', which this sriovkit does not know"):
+        store.read_attachment(KEY)

@@ -1,4 +1,4 @@
-"""The CNI plugin `sriov` as one function: `execute(env, stdin) -> (exit code, stdout bytes)`.
+"""sriovkit's CNI plugins as one function: `execute(env, stdin) -> (exit code, stdout bytes)`.
 
 Both the node agent (for each request a shim forwards) and the shim's in-process fallback call
 `execute`, so the two paths cannot behave differently. It never raises and never prints: every
@@ -7,8 +7,10 @@ reference plugins' skel exits with; the CNI code lives in the JSON, where runtim
 
 Order of work, so that nothing touches the host before the input is known good:
 CNI_* environment (code 4) -> VERSION (answered from `cniVersion` alone; the shim answers it
-itself, identically, and tests compare the two) -> network config (codes 1, 6, 7) ->
-device-info file -> the host seams -> `ops.attach`.
+itself, identically, and tests compare the two) -> the plugin by the config's `type`
+(ops/cni/plugins.py) -> network config (codes 1, 6, 7) -> device-info file -> the host seams
+-> the plugin's lifecycle verbs (ops/cni/lifecycle.py). This is the CNI adapter's one error
+boundary: anything ops raises, expected or not, becomes the spec's error object here.
 
 DEL is lenient on purpose: a runtime may hand DEL a config that no longer parses (an upgraded
 plugin, a hand-edited file) and the attachment record alone says what to give back, so DEL goes
@@ -34,8 +36,9 @@ from sriovkit.host.ipam import Ipam
 from sriovkit.host.state import StateStore, default_state_dir
 from sriovkit.model.cni import BadEnv, CniCommand, CniEnv, NetConf, parse_netconf
 from sriovkit.model.cni_result import DecodeFailure, error_from, to_version, version_dict
-from sriovkit.ops import attach
-from sriovkit.ops.attach import AttachContext
+from sriovkit.ops.cni import lifecycle
+from sriovkit.ops.cni.context import AttachContext
+from sriovkit.ops.cni.plugins import KINDS, PLUGINS, SRIOV, Plugin
 from sriovkit.wiring import open_netlink, open_sysfs
 
 ROOT_ENV = "SRIOVKIT_ROOT"
@@ -87,6 +90,12 @@ def _sniff_version(stdin: bytes) -> str | None:
         return None
     version = obj.get("cniVersion") if isinstance(obj, dict) else None
     return version if isinstance(version, str) else None
+
+
+def _plugin(raw: Mapping[str, Any] | None) -> Plugin | None:
+    """The plugin the config's `type` names, None when it names none of ours."""
+    kind = raw.get("type") if raw is not None else None
+    return PLUGINS.get(kind) if isinstance(kind, str) else None
 
 
 def _raw_conf(stdin: bytes) -> dict[str, Any] | None:
@@ -145,14 +154,21 @@ def _run(
     command = cni_env.command
     if command is CniCommand.VERSION:
         return _dump(version_dict(_sniff_version(stdin)))
+    raw = _raw_conf(stdin)
+    plugin = _plugin(raw)
     conf: NetConf | None
     try:
-        conf = parse_netconf(stdin, cni_env)
+        # A config that names no plugin of ours still gets the usual errors for what is wrong
+        # with it (not JSON, a bad cniVersion) before the one about its type.
+        conf = (plugin or SRIOV).parse(stdin, cni_env)
+        if plugin is None:
+            raise InvalidInput(
+                "type", f"{conf.type!r} is not a plugin sriovkit serves ({', '.join(PLUGINS)})"
+            )
     except SriovkitError:
         if command is not CniCommand.DEL:
             raise
         conf = None
-    raw = _raw_conf(stdin)
     if conf is not None:
         wanted = command in {CniCommand.ADD, CniCommand.CHECK}
         conf = read_device_info(conf, required=wanted)
@@ -164,20 +180,20 @@ def _run(
         ctx = (
             seams if still_wanted is None else dataclasses.replace(seams, still_wanted=still_wanted)
         )
-        if command is CniCommand.ADD:
-            assert conf is not None and raw is not None
-            result = attach.add(ctx, cni_env, conf, raw)
-            return _dump(to_version(result, conf.cni_version))
         if command is CniCommand.DEL:
-            attach.delete(ctx, cni_env, conf, raw)
-        elif command is CniCommand.CHECK:
-            assert conf is not None and raw is not None
-            attach.check(ctx, cni_env, conf, raw)
+            # The record says what to give back, whichever plugin's config (if any) came.
+            lifecycle.delete(ctx, KINDS, cni_env, raw)
+            return b""
+        assert plugin is not None and conf is not None and raw is not None
+        if command is CniCommand.ADD:
+            result = plugin.add(ctx, cni_env, conf, raw)
+            return _dump(to_version(result, conf.cni_version))
+        if command is CniCommand.CHECK:
+            plugin.check(ctx, cni_env, conf, raw)
         elif command is CniCommand.GC:
-            assert conf is not None and raw is not None
-            attach.gc(ctx, conf, raw)
+            plugin.gc(ctx, conf, raw)
         else:
-            attach.status(ctx, raw)
+            plugin.status(ctx, raw)
     return b""
 
 

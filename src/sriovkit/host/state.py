@@ -32,7 +32,7 @@ import stat
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, unquote
 
 import msgspec
@@ -40,10 +40,12 @@ import msgspec
 from sriovkit.errors import HostError, InvalidInput
 from sriovkit.host.statefiles import flock_within, sweep_temps
 from sriovkit.model.attachment import (
+    ATTACHMENT_KINDS,
+    LEGACY_KIND,
     SCHEMA,
     AllocationRecord,
+    Attachment,
     AttachmentKey,
-    AttachmentRecord,
 )
 from sriovkit.model.pci import PciAddress
 
@@ -57,7 +59,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TMP_PREFIX = "."
 _TMP_SUFFIX = ".tmp"
 """Age (s) after which an unlocked temp file in the state dir is a dead writer's leftover."""
-_R = TypeVar("_R", AttachmentRecord, AllocationRecord)
+_R = TypeVar("_R", Attachment, AllocationRecord)
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
@@ -235,31 +237,42 @@ class StateStore:
     def _decode(self, sub: str, name: str, data: bytes, kind: type[_R]) -> _R:
         path = self.dir / sub / name
         try:
-            schema = msgspec.json.decode(data, type=_Schema).schema
+            head = msgspec.json.decode(data, type=_Head)
         except msgspec.DecodeError as exc:
             raise HostError(f"state record {path} is corrupt: {exc}") from None
-        if schema != SCHEMA:
+        if head.schema != SCHEMA:
             raise HostError(
-                f"state record {path} has schema {schema}; this sriovkit reads schema {SCHEMA}"
+                f"state record {path} has schema {head.schema}; "
+                f"this sriovkit reads schema {SCHEMA}"
             )
+        cls: type[Any] = kind
+        if kind is Attachment:
+            # The union's tag picks the record class; records from before kinds have none.
+            found = ATTACHMENT_KINDS.get(head.kind or LEGACY_KIND)
+            if found is None:
+                raise HostError(
+                    f"state record {path} is of kind {head.kind!r}, which this sriovkit does "
+                    f"not know ({', '.join(sorted(ATTACHMENT_KINDS))})"
+                )
+            cls = found
         try:
-            return msgspec.json.decode(data, type=kind)
+            return cast(_R, msgspec.json.decode(data, type=cls))
         except (msgspec.DecodeError, InvalidInput) as exc:
             raise HostError(f"state record {path} is corrupt: {exc}") from None
 
     # --- attachment records --------------------------------------------------------------
 
-    def write_attachment(self, record: AttachmentRecord) -> None:
+    def write_attachment(self, record: Attachment) -> None:
         """Create or atomically replace the record of `record.key`."""
         self._write(_ATTACH, attachment_file_name(record.key), msgspec.json.encode(record))
 
-    def read_attachment(self, key: AttachmentKey) -> AttachmentRecord | None:
+    def read_attachment(self, key: AttachmentKey) -> Attachment | None:
         """The record of `key`, or None if there is none (HostError if it is unreadable)."""
         name = attachment_file_name(key)
         data = self._read(_ATTACH, name)
         if data is None:
             return None
-        record = self._decode(_ATTACH, name, data, AttachmentRecord)
+        record = self._decode(_ATTACH, name, data, Attachment)
         if record.key != key:
             raise HostError(f"state record {self.dir / _ATTACH / name} belongs to {record.key}")
         return record
@@ -292,7 +305,7 @@ class StateStore:
         keys = (_key_of(n) for n in self._names(_ATTACH))
         return [k for k in keys if k is not None]
 
-    def attachments(self) -> Iterator[AttachmentRecord]:
+    def attachments(self) -> Iterator[Attachment]:
         """All attachment records (for GC); one deleted meanwhile is skipped."""
         for key in self.attachment_keys():
             record = self.read_attachment(key)
@@ -381,8 +394,11 @@ class StateStore:
             os.close(fd)
 
 
-class _Schema(msgspec.Struct):
+class _Head(msgspec.Struct):
+    """The part of a record read first: its layout version and, for attachments, its kind."""
+
     schema: int = 0
+    kind: str | None = None
 
 
 __all__ = [

@@ -188,23 +188,60 @@ def _check_pci(text: str, field: str) -> None:
         raise InvalidInput(field, f"{text!r} is not a canonical PCI address like 0000:3b:02.1")
 
 
-class _VfHold(msgspec.Struct, frozen=True, kw_only=True):
-    """What both record kinds share: which attachment holds which VF, validated on decode."""
+class _Keyed(msgspec.Struct, frozen=True, kw_only=True):
+    """What every record shares: its layout version and the attachment it belongs to."""
 
     schema: int = SCHEMA
     container_id: str
     ifname: str
-    device_id: str
 
     def __post_init__(self) -> None:
         check_container_id(self.container_id, "record container_id")
         check_ifname(self.ifname, "record ifname")
-        _check_pci(self.device_id, "record device_id")
 
     @property
     def key(self) -> AttachmentKey:
         """The (container id, ifname) attachment."""
         return AttachmentKey(self.container_id, self.ifname)
+
+
+class Attachment(_Keyed, frozen=True, kw_only=True, tag_field="kind"):
+    """One (container id, ifname) attachment of any kind: the generic part every kind shares.
+
+    The records form a tagged union keyed by `kind` (`ATTACHMENT_KINDS`), so the state store
+    holds any kind of attachment. A record without `kind` was written before kinds existed: it
+    is a VF record (the store reads it as one). `result` is the CNI result ADD returned (1.1.0
+    JSON), kept for CHECK and for an ADD retried after its answer was lost.
+    """
+
+    network: str
+    netns: str
+    result: dict[str, object] | None = None
+    created: float = msgspec.field(default_factory=time.time)
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The PCI functions this attachment holds (one allocation record each)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what it holds")
+
+
+class VfAttachment(Attachment, frozen=True, kw_only=True, tag="vf"):
+    """A VF in a pod: its PF and index, what ADD applied and what the VF was before."""
+
+    device_id: str
+    pf: str | None = None
+    vf_index: int | None = None
+    applied: AppliedState = msgspec.field(default_factory=AppliedState)
+    original: VfOriginalState
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_pci(self.device_id, "record device_id")
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The VF."""
+        return (self.device_id,)
 
     @property
     def pci(self) -> PciAddress:
@@ -212,37 +249,41 @@ class _VfHold(msgspec.Struct, frozen=True, kw_only=True):
         return PciAddress.parse(self.device_id)
 
 
-class AttachmentRecord(_VfHold, frozen=True, kw_only=True):
-    """One (container id, ifname) attachment: the VF, the pod netns, applied and original state.
+ATTACHMENT_KINDS: dict[str, type[Attachment]] = {"vf": VfAttachment}
+"""Record class by its `kind` tag; a new kind of attachment adds its class here."""
 
-    `result` is the CNI result ADD returned (1.1.0 JSON), kept for CHECK and for GC's logs.
-    """
-
-    network: str
-    pf: str | None = None
-    vf_index: int | None = None
-    netns: str
-    applied: AppliedState = msgspec.field(default_factory=AppliedState)
-    original: VfOriginalState
-    result: dict[str, object] | None = None
-    created: float = msgspec.field(default_factory=time.time)
+LEGACY_KIND = "vf"
+"""The kind of a record written before records had one."""
 
 
-class AllocationRecord(_VfHold, frozen=True, kw_only=True):
-    """Which attachment holds a VF; one per VF PCI address, so a VF is never given out twice."""
+class AllocationRecord(_Keyed, frozen=True, kw_only=True):
+    """Which attachment holds a PCI function; one per function, so none is given out twice."""
 
+    device_id: str
     network: str = ""
     created: float = msgspec.field(default_factory=time.time)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_pci(self.device_id, "record device_id")
+
+    @property
+    def pci(self) -> PciAddress:
+        """The function's PCI address."""
+        return PciAddress.parse(self.device_id)
+
 
 __all__ = [
+    "ATTACHMENT_KINDS",
     "IFNAMSIZ",
+    "LEGACY_KIND",
     "MAX_CONTAINER_ID",
     "SCHEMA",
     "AllocationRecord",
     "AppliedState",
+    "Attachment",
     "AttachmentKey",
-    "AttachmentRecord",
+    "VfAttachment",
     "VfOriginalState",
     "check_container_id",
     "check_ifname",

@@ -1,7 +1,7 @@
 """The VF side of CNI attachment: find a VF from its PCI address, and give it back as it was.
 
-Used by `ops.attach` for ADD, its rollback, DEL, GC and stale-allocation cleanup, so every path
-restores a VF the same way.
+Used by the VF kind (ops/cni/vf/kind.py) for ADD, its rollback, DEL, GC and stale-allocation
+cleanup, so every path restores a VF the same way.
 
 Where a VF netdev is: sysfs is only the host netns's view (on a real host a netdev that moved into
 a pod vanishes from `/sys/class/net`; in veth mode the tree keeps its original name), so the
@@ -20,7 +20,7 @@ from pathlib import Path
 from sriovkit.errors import HostError, InvalidInput, NotFound, SriovkitError
 from sriovkit.host.netlink import LinkInfo, Netlink
 from sriovkit.host.sysfs import Sysfs
-from sriovkit.model.attachment import AttachmentRecord, VfOriginalState
+from sriovkit.model.attachment import VfAttachment, VfOriginalState
 from sriovkit.model.pci import PciAddress
 from sriovkit.model.vf import VfSettings
 from sriovkit.ops.vf import USERSPACE_DRIVERS
@@ -83,7 +83,7 @@ def require_netdev(vf: VfTarget) -> str:
     return vf.netdev
 
 
-def _apply_pf(netlink: Netlink, record: AttachmentRecord, settings: VfSettings) -> None:
+def _apply_pf(netlink: Netlink, record: VfAttachment, settings: VfSettings) -> None:
     if record.pf is None or record.vf_index is None:
         return
     # NotFound: the PF lost its VFs (sriov_numvfs went to 0): nothing left to restore.
@@ -91,7 +91,7 @@ def _apply_pf(netlink: Netlink, record: AttachmentRecord, settings: VfSettings) 
         apply_vf(netlink, record.pf, record.vf_index, settings)
 
 
-def restore_pf_side(netlink: Netlink, record: AttachmentRecord) -> None:
+def restore_pf_side(netlink: Netlink, record: VfAttachment) -> None:
     """Put the PF-side VF attributes back (one request, verified; mac first in kernel order)."""
     _apply_pf(netlink, record, record.original.vf_settings())
 
@@ -108,14 +108,14 @@ def needs_trust_for_mac(settings: VfSettings, current_trust: bool | None) -> boo
     return trust is False
 
 
-def mac_while_trusted(netlink: Netlink, record: AttachmentRecord, mac: str | None) -> None:
+def mac_while_trusted(netlink: Netlink, record: VfAttachment, mac: str | None) -> None:
     """Give the VF netdev (still in the host) `mac`, then take the PF-side trust away."""
     netlink.set_link(record.original.name, mac=mac)
     _apply_pf(netlink, record, VfSettings(trust=False))
 
 
 @contextlib.contextmanager
-def pf_side_restored(netlink: Netlink, record: AttachmentRecord) -> Iterator[None]:
+def pf_side_restored(netlink: Netlink, record: VfAttachment) -> Iterator[None]:
     """Put the PF side back; the body gives the netdev its own MAC back, trusted if need be.
 
     Admin MAC before the netdev's: some drivers (i40e with trust off) refuse a netdev MAC that
@@ -163,7 +163,7 @@ def move_home(
     )
 
 
-def bring_home(host: Netlink, pod: Netlink, record: AttachmentRecord, host_netns: Path) -> bool:
+def bring_home(host: Netlink, pod: Netlink, record: VfAttachment, host_netns: Path) -> bool:
     """Move the VF of `record` from `pod` back to the host as it was; False if it is not there.
 
     The one way a VF leaves a pod, for DEL, GC and ADD's rollback alike. The VF is found by its
@@ -184,7 +184,7 @@ def bring_home(host: Netlink, pod: Netlink, record: AttachmentRecord, host_netns
     return True
 
 
-def undo_move(netlink: Netlink, record: AttachmentRecord, host_netns: Path) -> None:
+def undo_move(netlink: Netlink, record: VfAttachment, host_netns: Path) -> None:
     """ADD's undo of the netdev move: the VF is in the pod, or never left the host.
 
     Registered before the move. The kernel moves a netdev first (under its host name when that
@@ -196,7 +196,7 @@ def undo_move(netlink: Netlink, record: AttachmentRecord, host_netns: Path) -> N
         _undo_move(netlink, record, host_netns)
 
 
-def _undo_move(netlink: Netlink, record: AttachmentRecord, host_netns: Path) -> None:
+def _undo_move(netlink: Netlink, record: VfAttachment, host_netns: Path) -> None:
     try:
         pod: Netlink | None = netlink.in_netns(Path(record.netns))
     except HostError:
@@ -217,7 +217,7 @@ def _undo_move(netlink: Netlink, record: AttachmentRecord, host_netns: Path) -> 
     fix_in_host(netlink, link.name, record.original, original_up(record.original))
 
 
-def on_its_way_back(sysfs: Sysfs, record: AttachmentRecord) -> bool:
+def on_its_way_back(sysfs: Sysfs, record: VfAttachment) -> bool:
     """Whether the VF netdev of `record` is still in a dying netns, not yet back in the host.
 
     The kernel returns a VF netdev from a deleted netns only once the netns cleanup ran, which
@@ -268,7 +268,7 @@ def fix_in_host(netlink: Netlink, name: str, original: VfOriginalState, up: bool
 
 def find_in_host(
     netlink: Netlink,
-    record: AttachmentRecord,
+    record: VfAttachment,
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LinkInfo | None:

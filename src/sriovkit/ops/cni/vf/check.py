@@ -7,24 +7,17 @@ ADD applied. Each mismatch is named (which VF, which field, recorded vs found).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from sriovkit.errors import HostError, SriovkitError
-from sriovkit.model.attachment import AttachmentRecord
-from sriovkit.model.cni import CniEnv, NetConf
+from sriovkit.errors import CheckFailed
+from sriovkit.model.attachment import VfAttachment
 from sriovkit.model.cni_result import CniResult, parse_result
 from sriovkit.model.vf import ATTR_FIELDS, not_applied, show_value
-from sriovkit.ops.restore import AttachContext, ipam_conf, ipam_env_of
+from sriovkit.ops.cni.context import AttachContext
 from sriovkit.ops.vfconfig import read_vf
 
 
-class CheckFailed(HostError):
-    """CHECK found the attachment different from what ADD recorded."""
-
-
-def _expected(prev: CniResult | None, record: AttachmentRecord) -> tuple[str | None, list[str]]:
+def _expected(prev: CniResult | None, record: VfAttachment) -> tuple[str | None, list[str]]:
     """What the runtime's prevResult says our interface should look like: (MAC, addresses).
 
     The spec has CHECK consult prevResult for the expected interfaces and addresses; only the
@@ -38,7 +31,7 @@ def _expected(prev: CniResult | None, record: AttachmentRecord) -> tuple[str | N
     return None, []
 
 
-def verify(ctx: AttachContext, record: AttachmentRecord, prev: CniResult | None = None) -> None:
+def verify(ctx: AttachContext, record: VfAttachment, prev: CniResult | None = None) -> None:
     """Raise CheckFailed naming the differences between the host and `record` (and `prev`)."""
     where = f"VF {record.device_id} ({record.key}, netns {record.netns})"
     if record.result is None:
@@ -91,29 +84,4 @@ def verify(ctx: AttachContext, record: AttachmentRecord, prev: CniResult | None 
         raise CheckFailed(f"{where} on {record.pf}: {'; '.join(problems)}")
 
 
-def check(ctx: AttachContext, env: CniEnv, conf: NetConf, raw_conf: Mapping[str, Any]) -> None:
-    """CNI CHECK: verify the attachment of (container, ifname) and, with IPAM, IPAM CHECK."""
-    key = env.key
-    try:
-        record = ctx.store.read_attachment(key)
-        if record is None:
-            raise CheckFailed(f"no attachment recorded for {key}: was ADD run?")
-        if conf.device_id is not None and str(conf.device_id) != record.device_id:
-            raise CheckFailed(
-                f"{key} holds VF {record.device_id}, but the config names {conf.device_id}"
-            )
-        with ctx.store.lock_vf(record.device_id, ctx.lock_timeout):
-            record = ctx.store.read_attachment(key)
-            if record is None:
-                raise CheckFailed(f"the attachment {key} was deleted during CHECK")
-            verify(ctx, record, conf.prev_result)
-        conf_for_ipam = ipam_conf(raw_conf)
-        if conf.ipam is not None and conf_for_ipam is not None:
-            ctx.ipam.check(conf_for_ipam, ipam_env_of(env))
-    except SriovkitError:
-        raise
-    except Exception as exc:
-        raise HostError(f"CHECK of {key} failed: {type(exc).__name__}: {exc}") from exc
-
-
-__all__ = ["CheckFailed", "check", "verify"]
+__all__ = ["verify"]
