@@ -14,7 +14,7 @@ from typing import Any
 
 from sriovkit.model.cni import CniEnv, NetConf, parse_netconf
 from sriovkit.model.cni_result import CniResult
-from sriovkit.ops.cni import lifecycle
+from sriovkit.ops.cni import lifecycle, upkeep
 from sriovkit.ops.cni.context import AttachContext
 from sriovkit.ops.cni.kind import AnyKind
 from sriovkit.ops.cni.lifecycle import Kinds
@@ -52,16 +52,16 @@ class Plugin:
     def check(
         self, ctx: AttachContext, env: CniEnv, conf: NetConf, raw_conf: Mapping[str, Any]
     ) -> None:
-        """CNI CHECK (see lifecycle.check)."""
-        lifecycle.check(ctx, self.kind, env, conf, raw_conf)
+        """CNI CHECK (see upkeep.check)."""
+        upkeep.check(ctx, self.kind, env, conf, raw_conf)
 
     def gc(self, ctx: AttachContext, conf: NetConf, raw_conf: Mapping[str, Any]) -> None:
-        """CNI GC (see lifecycle.gc)."""
-        lifecycle.gc(ctx, self.kinds, conf, raw_conf)
+        """CNI GC (see upkeep.gc)."""
+        upkeep.gc(ctx, self.kinds, conf, raw_conf)
 
     def status(self, ctx: AttachContext, raw_conf: Mapping[str, Any] | None = None) -> None:
-        """CNI STATUS (see lifecycle.status)."""
-        lifecycle.status(ctx, raw_conf)
+        """CNI STATUS (see upkeep.status)."""
+        upkeep.status(ctx, raw_conf)
 
 
 VF = VfKind()
