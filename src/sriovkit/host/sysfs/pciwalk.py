@@ -37,13 +37,8 @@ class DeviceReader(Protocol):
     calls it (the walk is a helper of the reader, not a client).
     """
 
-    def device(
-        self,
-        addr: PciAddress,
-        *,
-        netdevs: tuple[str, ...] | None = None,
-        vf_of: tuple[PciDevice, int] | None = None,
-    ) -> PciDevice:
+    def device(self, addr: PciAddress, *, netdevs: tuple[str, ...] | None = None,
+               vf_of: tuple[PciDevice, int] | None = None) -> PciDevice:  # fmt: skip
         """The full record of `addr` (see `SysfsReader.device`)."""
         ...
 
