@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.igb_refusals import Refusal, check_refusal, refusal_params
 from sriovkit.errors import HostError
 from sriovkit.host.netlink import Netlink
 from sriovkit.model.pci import PciAddress
@@ -75,22 +76,11 @@ def test_igb_applies_what_it_supports(lab: tuple[Netlink, str]) -> None:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("settings", "attr", "code"),
-    [
-        (VfSettings(link_state=LinkState.DISABLE), "link-state", errno.EOPNOTSUPP),
-        (VfSettings(min_tx_rate=10, max_tx_rate=100), "rate", errno.EINVAL),
-        (VfSettings(vlan=10, proto=VlanProto.DOT1AD), "vlan", errno.EPROTONOSUPPORT),
-    ],
-)
-def test_igb_refusals(lab: tuple[Netlink, str], settings: VfSettings, attr: str, code: int) -> None:
+@pytest.mark.parametrize("refusal", refusal_params())
+def test_igb_refusals(lab: tuple[Netlink, str], refusal: Refusal) -> None:
+    # The table and the body are shared with the simulated igb (tests/contract/igb_refusals.py).
     nl, pf = lab
-    before = read_vf(nl, pf, 0)
-    with pytest.raises(HostError) as err:
-        apply_vf(nl, pf, 0, settings)
-    assert err.value.errno == code
-    assert f"VF 0 {attr} on {pf}" in str(err.value)
-    assert read_vf(nl, pf, 0) == before
+    check_refusal(nl, pf, 0, refusal)
 
 
 def test_partial_application_is_rolled_back(lab: tuple[Netlink, str]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_agent_socket import read_request, serving
 
 from sriovkit.agent.protocol import Limits
 from sriovkit.agent.server import Agent
@@ -246,34 +247,14 @@ def test_dispatch_hands_still_wanted_to_add(tmp_path: Path) -> None:
 @contextmanager
 def fake_agent(reply: Any) -> Iterator[tuple[Path, list[bytes]]]:
     """A socket whose every connection gets `reply(conn)` after its request was read."""
-    base = Path(tempfile.mkdtemp(prefix="skfa", dir="/tmp"))
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(base / "agent.sock"))
-    server.listen(4)
     requests: list[bytes] = []
 
-    def loop() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while chunk := conn.recv(1 << 16):
-                    data += chunk
-                requests.append(data)
-                reply(conn)
+    def on_connection(conn: socket.socket) -> None:
+        requests.append(read_request(conn))
+        reply(conn)
 
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield base / "agent.sock", requests
-    finally:
-        server.shutdown(socket.SHUT_RDWR)
-        server.close()
-        thread.join(10)
-        shutil.rmtree(base, ignore_errors=True)
+    with serving(on_connection) as path:
+        yield path, requests
 
 
 def test_the_shim_sends_the_time_it_gives_up_at(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,15 +7,12 @@ the reference (json.loads), and every case here compares the two byte for byte.
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_agent_socket import serving
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -186,30 +183,9 @@ def test_shim_and_full_plugin_agree_on_any_bytes(stdin: bytes) -> None:
 @pytest.fixture
 def listening() -> Iterator[tuple[Path, list[int]]]:
     """A socket that counts the connections made to it (and answers none)."""
-    base = Path(tempfile.mkdtemp(prefix="skver", dir="/tmp"))
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(base / "agent.sock"))
-    server.listen(8)
     accepted: list[int] = []
-
-    def loop() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            accepted.append(1)
-            conn.close()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield base / "agent.sock", accepted
-    finally:
-        server.shutdown(socket.SHUT_RDWR)
-        server.close()
-        thread.join(5)
-        shutil.rmtree(base, ignore_errors=True)
+    with serving(lambda conn: accepted.append(1), prefix="skver") as path:
+        yield path, accepted
 
 
 def test_version_makes_no_agent_round_trip(

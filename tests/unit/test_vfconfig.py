@@ -58,26 +58,8 @@ def test_attributes_igb_refuses_work_on_a_driver_that_has_them(
     assert getattr(read_vf(nl, PF, 0), field) == value
 
 
-@pytest.mark.parametrize(
-    ("settings", "attr", "text", "code"),
-    [
-        (VfSettings(link_state=LinkState.DISABLE), "link-state", "Operation not supported", 95),
-        (VfSettings(min_tx_rate=10, max_tx_rate=20), "rate", "Invalid argument", 22),
-        (VfSettings(vlan=5, proto=VlanProto.DOT1AD), "vlan", "Protocol not supported", 93),
-    ],
-)
-def test_igb_refusal_names_attribute_and_leaves_vf_unchanged(
-    settings: VfSettings, attr: str, text: str, code: int
-) -> None:
-    nl = fake()
-    before = read_vf(nl, PF, 3)
-    with pytest.raises(HostError) as err:
-        apply_vf(nl, PF, 3, settings)
-    assert err.value.errno == code
-    assert str(err.value) == (
-        f"failed to set VF 3 {attr} on {PF}: {text} (the driver refused {attr}; VF left unchanged)"
-    )
-    assert read_vf(nl, PF, 3) == before
+# What igb refuses, with the error naming the attribute and the VF left unchanged:
+# tests/contract/igb_refusals.py, run on this fake by tests/unit/test_igb_refusals.py.
 
 
 def test_partial_failure_is_restored_to_previous_state() -> None:

@@ -49,14 +49,8 @@ def vfs(
     if info is None:
         raise HostError(f"{addr} is not SR-IOV capable (no sriov_totalvfs)")
     if count is not None and dry_run:
-        steps = []
-        if info.num_vfs not in (0, count):
-            steps.append(f"write 0 to sriov_numvfs (the kernel refuses {info.num_vfs} -> {count})")
-        if count != info.num_vfs or driver:
-            steps.append(f"write {count} to sriov_numvfs (total {info.total_vfs})")
-        if driver and count:
-            steps.append(f"bind the {count} VFs to {driver}")
-        click.echo("\n".join(steps) or f"{addr} already has {count} VFs: nothing to do")
+        plan = vf_ops.num_vfs_plan(sysfs, addr, count, driver)
+        click.echo("\n".join(plan.lines()) or f"{addr} already has {count} VFs: nothing to do")
         return
     if count is not None:
         result = vf_ops.set_num_vfs(sysfs, addr, count, timeout=timeout, driver=driver,
@@ -90,10 +84,15 @@ def bind(env: CliEnv, address: str, driver: str, dry_run: bool) -> None:
     """Bind a VF (or any PCI function) to a driver through driver_override."""
     sysfs = open_sysfs(env.root)
     addr = resolve(sysfs, address)
+    wanted = None if driver == "kernel" else driver
     if dry_run:
+        plan = vf_ops.bind_plan(sysfs, addr, wanted)
         current = sysfs.link_base(addr, "driver") or "no driver"
-        click.echo(f"{addr}: would rebind from {current} to {driver} (driver_override, unbind, "
-                   "drivers_probe)")  # fmt: skip
+        if not plan:
+            click.echo(f"{addr}: already bound to {current}: nothing to do")
+            return
+        how = ", ".join(kind.value for kind in plan.kinds())
+        click.echo(f"{addr}: would rebind from {current} to {driver} ({how})")
         return
-    bound = vf_ops.bind_driver(sysfs, addr, None if driver == "kernel" else driver)
+    bound = vf_ops.bind_driver(sysfs, addr, wanted)
     click.echo(f"{addr}: bound to {bound or 'no driver'}")

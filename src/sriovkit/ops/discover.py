@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sriovkit.errors import HostError, NotFound
 from sriovkit.host.pciids import PciIds
+from sriovkit.host.process import paused_gc
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.configspace import ConfigSpace, parse_config
 from sriovkit.model.device import DriverInfo, Names, NetdevInfo, PciDevice
@@ -105,13 +105,8 @@ def collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
     """Read every PCI function once and name it."""
     # Building records for thousands of VFs triggers the cyclic GC several times (~2 ms at
     # 4,096 VFs) though nothing here can form a cycle: paused for the walk, when it was on.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return _collect(sysfs, ids)
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _collect(sysfs: Sysfs, ids: PciIds) -> Inventory:

@@ -6,19 +6,22 @@ Kernel rules this module exists to follow (drivers/pci/iov.c, pci-sysfs.c):
   slow drivers (i40e ~22 s for 64 VFs, ixgbe > 60 s) need a budget that grows with the count;
 - `driver_override` + `drivers_probe` is the one binding path that works for every driver, and
   vfio-pci only binds a function whose whole IOMMU group is free of kernel drivers.
+
+Those rules live in the planners here (`plan_num_vfs`, `plan_bind`: pure, from the state read
+first); `--dry-run` prints their plan and apply runs it (`ops.plan.run`) through the sysfs verbs.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 from sriovkit.errors import HostError, InvalidInput, NotFound, Timeout
 from sriovkit.host.sysfs import Sysfs
+from sriovkit.model.device import SriovInfo
 from sriovkit.model.pci import PciAddress
+from sriovkit.ops.plan import Plan, Step, StepKind, Undo, run
 
 Progress = Callable[[str], None]
 
@@ -52,10 +55,6 @@ class _Clock:
                  sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
         self.now = now
         self.sleep = sleep
-
-
-def _pf_rel(pf: PciAddress, attr: str) -> str:
-    return f"/sys/bus/pci/devices/{pf}/{attr}"
 
 
 def _vf_functions(sysfs: Sysfs, pf: PciAddress) -> list[VfFunction]:
@@ -97,6 +96,52 @@ def _wait(
         clock.sleep(0.05)
 
 
+def plan_num_vfs(pf: PciAddress, info: SriovInfo, count: int, driver: str | None) -> Plan:
+    """The steps that give `pf` (now as `info` says) `count` VFs, bound to `driver` if given."""
+    # Binding to a chosen driver needs VFs created with autoprobe off, so that the PF's VF
+    # driver never grabs them first: existing VFs are made again.
+    rebuild = driver is not None and count != 0
+    if info.num_vfs == count and not rebuild:
+        return Plan()
+    total = f"total {info.total_vfs}"
+    steps: list[Step] = []
+    if info.num_vfs != 0:
+        # The kernel refuses to change a non-zero count directly (EBUSY): go through 0.
+        if count == 0:
+            why = total
+        elif count != info.num_vfs:
+            why = f"the kernel refuses {info.num_vfs} -> {count}"
+        else:
+            why = f"to create them again bound to {driver}"
+        steps.append(Step(StepKind.SET_NUM_VFS, str(pf), str(info.num_vfs), "0", why))
+    if count != 0:
+        if rebuild and info.drivers_autoprobe:
+            steps.append(Step(
+                StepKind.SET_DRIVERS_AUTOPROBE, str(pf), "1", "0",
+                "no kernel driver takes the new VFs first; 1 again after", undo=Undo.AFTER,
+            ))  # fmt: skip
+        steps.append(Step(StepKind.SET_NUM_VFS, str(pf), "0", str(count), total))
+        if rebuild:
+            steps.append(Step(StepKind.BIND_VFS, str(pf), None, driver, what=f"{count} VFs"))
+    return Plan(tuple(steps))
+
+
+def num_vfs_plan(sysfs: Sysfs, pf: PciAddress, count: int, driver: str | None) -> Plan:
+    """Check the request against the PF as it is now and plan it (nothing is written)."""
+    if count < 0:
+        raise InvalidInput("count", f"{count} is negative")
+    info = sysfs.sriov(pf)
+    if info is None:
+        if not sysfs.exists(pf):
+            raise NotFound(f"PCI device {pf} not found")
+        raise HostError(f"{pf} is not SR-IOV capable (no sriov_totalvfs)")
+    if count > info.total_vfs:
+        raise InvalidInput("count", f"{count} exceeds sriov_totalvfs {info.total_vfs} of {pf}")
+    if driver is not None:
+        _require_driver(sysfs, driver)
+    return plan_num_vfs(pf, info, count, driver)
+
+
 def set_num_vfs(
     sysfs: Sysfs,
     pf: PciAddress,
@@ -113,38 +158,13 @@ def set_num_vfs(
     they are created, so the kernel driver never grabs them first; autoprobe is restored after.
     """
     clock = clock or _Clock()
-    if count < 0:
-        raise InvalidInput("count", f"{count} is negative")
-    info = sysfs.sriov(pf)
-    if info is None:
-        if not sysfs.exists(pf):
-            raise NotFound(f"PCI device {pf} not found")
-        raise HostError(f"{pf} is not SR-IOV capable (no sriov_totalvfs)")
-    if count > info.total_vfs:
-        raise InvalidInput("count", f"{count} exceeds sriov_totalvfs {info.total_vfs} of {pf}")
-    if driver is not None:
-        _require_driver(sysfs, driver)
-    pf_driver = sysfs.link_base(pf, "driver")
-    budget = timeout if timeout is not None else wait_budget(pf_driver, count)
-    if info.num_vfs == count and (driver is None or count == 0):
+    plan = num_vfs_plan(sysfs, pf, count, driver)
+    budget = timeout if timeout is not None else wait_budget(sysfs.link_base(pf, "driver"), count)
+    if not plan:
         return _wait_ready(sysfs, pf, count, budget, clock, progress, expect_driver=None)
-    if info.num_vfs != 0:
-        # The kernel refuses to change a non-zero count directly (EBUSY): go through 0.
-        sysfs.write(_pf_rel(pf, "sriov_numvfs"), "0")
-        _wait(lambda: [str(a) for a in sysfs.virtfns(pf).values()], budget, clock, progress,
-              f"removing VFs of {pf}")  # fmt: skip
+    run(plan, _Actions(sysfs, budget, clock, progress).act)
     if count == 0:
         return []
-    with ExitStack() as undo:
-        if driver is not None and info.drivers_autoprobe:
-            sysfs.write(_pf_rel(pf, "sriov_drivers_autoprobe"), "0")
-            undo.callback(sysfs.write, _pf_rel(pf, "sriov_drivers_autoprobe"), "1")
-        sysfs.write(_pf_rel(pf, "sriov_numvfs"), str(count))
-        if driver is not None:
-            _wait_ready(sysfs, pf, count, budget, clock, progress, expect_driver=None,
-                        want_drivers=False)  # fmt: skip
-            for vf in sysfs.virtfns(pf).values():
-                bind_driver(sysfs, vf, driver)
     return _wait_ready(sysfs, pf, count, budget, clock, progress, expect_driver=driver)
 
 
@@ -185,26 +205,18 @@ def _wait_ready(
 def _require_driver(sysfs: Sysfs, driver: str) -> None:
     if not driver or "/" in driver or driver in (".", ".."):
         raise InvalidInput("driver", f"{driver!r} is not a driver name")
-    if not sysfs.path(f"/sys/bus/pci/drivers/{driver}").is_dir():
+    if not sysfs.driver_loaded(driver):
         raise HostError(
             f"driver {driver} is not loaded (no /sys/bus/pci/drivers/{driver}); "
             f"load it first, e.g. `modprobe {driver}`"
         )
 
 
-def _group_conflicts(sysfs: Sysfs, dev: PciAddress, driver: str) -> list[str]:
+def _group_conflicts(sysfs: Sysfs, dev: PciAddress, group: str) -> list[str]:
     """Devices sharing `dev`'s IOMMU group that still belong to a kernel driver."""
-    group = sysfs.link_base(dev, "iommu_group")
-    if group is None:
-        return []
-    try:
-        members = os.listdir(sysfs.path(f"/sys/kernel/iommu_groups/{group}/devices"))
-    except OSError:
-        return []
     conflicts = []
-    for name in sorted(members):
-        other = PciAddress.try_parse(name)
-        if other is None or other == dev:
+    for other in sysfs.iommu_group_members(group):
+        if other == dev:
             continue
         drv = sysfs.link_base(other, "driver")
         if drv is not None and drv not in USERSPACE_DRIVERS and drv != "pcieport":
@@ -212,58 +224,104 @@ def _group_conflicts(sysfs: Sysfs, dev: PciAddress, driver: str) -> list[str]:
     return conflicts
 
 
-def bind_driver(sysfs: Sysfs, dev: PciAddress, driver: str | None) -> str | None:
-    """Bind `dev` to `driver` through driver_override (None: back to its default kernel driver).
+def plan_bind(dev: PciAddress, current: str | None, override: str | None,
+              driver: str | None) -> Plan:  # fmt: skip
+    """The steps that move `dev` from `current` to `driver` (None: its default kernel driver).
 
-    Returns the driver it ends up bound to. On failure the previous binding is restored.
+    `driver_override` first, so that only the wanted driver can claim the device once it is
+    free; then unbind; then `drivers_probe`, the one path that works for every driver. The
+    override and the unbind are put back if a later step fails.
     """
+    if current == driver and driver is not None:
+        return Plan()
+    where = str(dev)
+    steps = [Step(StepKind.SET_DRIVER_OVERRIDE, where, override, driver, undo=Undo.ON_FAILURE)]
+    if current is not None:
+        steps.append(Step(StepKind.UNBIND, where, current, None, undo=Undo.ON_FAILURE))
+    steps.append(Step(StepKind.DRIVERS_PROBE, where, current, driver))
+    return Plan(tuple(steps))
+
+
+def bind_plan(sysfs: Sysfs, dev: PciAddress, driver: str | None) -> Plan:
+    """Check that `dev` can go to `driver` (None: back to its default) and plan it."""
     if not sysfs.exists(dev):
         raise NotFound(f"PCI device {dev} not found")
     if driver is not None:
         _require_driver(sysfs, driver)
-        if driver == "vfio-pci":
-            conflicts = _group_conflicts(sysfs, dev, driver)
+        group = sysfs.link_base(dev, "iommu_group")
+        if driver == "vfio-pci" and group is not None:
+            conflicts = _group_conflicts(sysfs, dev, group)
             if conflicts:
-                group = sysfs.link_base(dev, "iommu_group")
                 raise HostError(
                     f"cannot bind {dev} to vfio-pci: IOMMU group {group} is shared with "
                     + ", ".join(conflicts) + "; unbind those first"
                 )  # fmt: skip
     current = sysfs.link_base(dev, "driver")
-    if current == driver and driver is not None:
-        return current
-    old_override = sysfs.attr(dev, "driver_override")
-    dev_rel = f"/sys/bus/pci/devices/{dev}"
-    with ExitStack() as undo:
-        sysfs.write(f"{dev_rel}/driver_override", driver or "\n")
-        undo.callback(_restore_override, sysfs, dev_rel, old_override)
-        if current is not None:
-            sysfs.write(f"/sys/bus/pci/drivers/{current}/unbind", str(dev))
-            undo.callback(_rebind, sysfs, dev, current)
-        sysfs.write("/sys/bus/pci/drivers_probe", str(dev))
-        bound = sysfs.link_base(dev, "driver")
-        if driver is not None and bound != driver:
-            raise HostError(
-                f"failed to bind {dev} to {driver}: the driver did not claim it "
-                f"(now bound to {bound or 'nothing'})"
-            )
-        undo.pop_all()
-        return bound
-    return None  # pragma: no cover - the with block always returns or raises
+    return plan_bind(dev, current, sysfs.attr(dev, "driver_override"), driver)
 
 
-def _restore_override(sysfs: Sysfs, dev_rel: str, old: str | None) -> None:
-    sysfs.write(f"{dev_rel}/driver_override", old if old and old != "(null)" else "\n")
+def bind_driver(sysfs: Sysfs, dev: PciAddress, driver: str | None) -> str | None:
+    """Bind `dev` to `driver` through driver_override (None: back to its default kernel driver).
 
-
-def _rebind(sysfs: Sysfs, dev: PciAddress, driver: str) -> None:
-    if sysfs.link_base(dev, "driver") is None:
-        sysfs.write(f"/sys/bus/pci/drivers/{driver}/bind", str(dev))
+    Returns the driver it ends up bound to. On failure the previous binding is restored.
+    """
+    plan = bind_plan(sysfs, dev, driver)
+    if plan:
+        run(plan, _Actions(sysfs).act)
+    return sysfs.link_base(dev, "driver")
 
 
 def unbind_driver(sysfs: Sysfs, dev: PciAddress) -> str | None:
     """Detach `dev` from its driver; returns the driver it had."""
     current = sysfs.link_base(dev, "driver")
     if current is not None:
-        sysfs.write(f"/sys/bus/pci/drivers/{current}/unbind", str(dev))
+        sysfs.unbind(dev, current)
     return current
+
+
+class _Actions:
+    """How each kind of step is carried out: one sysfs verb, plus the wait the kernel needs."""
+
+    def __init__(self, sysfs: Sysfs, budget: float = 0.0, clock: _Clock | None = None,
+                 progress: Progress | None = None) -> None:  # fmt: skip
+        self.sysfs, self.budget, self.progress = sysfs, budget, progress
+        self.clock = clock or _Clock()
+
+    def act(self, step: Step) -> None:
+        """Carry out one step (the `run` action)."""
+        sysfs, dev = self.sysfs, PciAddress.parse(step.where)
+        kind = step.kind
+        if kind is StepKind.SET_NUM_VFS:
+            sysfs.set_num_vfs(dev, int(step.new or 0))
+            if not int(step.new or 0):
+                self._wait(lambda: [str(a) for a in sysfs.virtfns(dev).values()],
+                           f"removing VFs of {dev}")  # fmt: skip
+        elif kind is StepKind.SET_DRIVERS_AUTOPROBE:
+            sysfs.set_drivers_autoprobe(dev, step.new == "1")
+        elif kind is StepKind.BIND_VFS:
+            info = sysfs.sriov(dev)  # the count the step before wrote
+            count = info.num_vfs if info is not None else 0
+            _wait_ready(sysfs, dev, count, self.budget, self.clock, self.progress,
+                        expect_driver=None, want_drivers=False)  # fmt: skip
+            for vf in sysfs.virtfns(dev).values():
+                bind_driver(sysfs, vf, step.new)
+        elif kind is StepKind.SET_DRIVER_OVERRIDE:
+            sysfs.set_driver_override(dev, step.new)
+        elif kind is StepKind.UNBIND:
+            if step.old is not None:
+                sysfs.unbind(dev, step.old)
+        elif kind is StepKind.BIND:
+            # Undo of an unbind: only if nothing claimed the device meanwhile.
+            if step.new is not None and sysfs.link_base(dev, "driver") is None:
+                sysfs.bind(dev, step.new)
+        elif kind is StepKind.DRIVERS_PROBE:
+            sysfs.drivers_probe(dev)
+            bound = sysfs.link_base(dev, "driver")
+            if step.new is not None and bound != step.new:
+                raise HostError(
+                    f"failed to bind {dev} to {step.new}: the driver did not claim it "
+                    f"(now bound to {bound or 'nothing'})"
+                )
+
+    def _wait(self, what: Callable[[], list[str]], describe: str) -> None:
+        _wait(what, self.budget, self.clock, self.progress, describe)

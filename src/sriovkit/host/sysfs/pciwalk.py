@@ -24,13 +24,24 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sriovkit.model.device import PciDevice
 from sriovkit.model.pci import PciAddress
 
-if TYPE_CHECKING:
-    from sriovkit.host.sysfs import Sysfs
+
+class DeviceReader(Protocol):
+    """What the walk needs of the sysfs reader: one function's full record.
+
+    A protocol rather than the reader class, so this module imports nothing of the reader that
+    calls it (the walk is a helper of the reader, not a client).
+    """
+
+    def device(self, addr: PciAddress, *, netdevs: tuple[str, ...] | None = None,
+               vf_of: tuple[PciDevice, int] | None = None) -> PciDevice:  # fmt: skip
+        """The full record of `addr` (see `SysfsReader.device`)."""
+        ...
+
 
 # "SS.F" for each devfn: VF names are built for thousands of routing ids per walk.
 _DEVFN = tuple(f"{devfn >> 3:02x}.{devfn & 7}" for devfn in range(256))
@@ -110,7 +121,7 @@ class _Walk:
     __slots__ = ("bound", "bus_fd", "drivers_dir", "nets", "present", "sysfs")
 
     def __init__(
-        self, sysfs: Sysfs, bus_fd: int, drivers_dir: str, names: list[str],
+        self, sysfs: DeviceReader, bus_fd: int, drivers_dir: str, names: list[str],
         nets: dict[str, tuple[str, ...]],
     ) -> None:  # fmt: skip
         self.sysfs, self.bus_fd, self.drivers_dir, self.nets = sysfs, bus_fd, drivers_dir, nets
@@ -175,7 +186,7 @@ class _Walk:
 
 
 def walk(
-    sysfs: Sysfs, bus_dir: str, drivers_dir: str, names: list[str],
+    sysfs: DeviceReader, bus_dir: str, drivers_dir: str, names: list[str],
     nets: dict[str, tuple[str, ...]],
 ) -> list[PciDevice]:  # fmt: skip
     """Every function in `names` (sorted sysfs names), in that order.

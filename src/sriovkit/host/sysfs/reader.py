@@ -1,19 +1,19 @@
-"""`Sysfs(root)`: read and write the kernel's PCI and netdev view under a root directory.
+"""`SysfsReader(root)`: read the kernel's PCI and netdev view under a root directory.
 
 Everything is read the way the kernel lays it out, so the same code serves a real host (root `/`)
 and a tree written by `sriovkit.sim`. Reads are kept to a minimum per device because a host can
 carry thousands of VFs: the `uevent` file alone carries driver, class, ids, slot and modalias,
-and a PF's VFs after the first need not even that (`pciwalk` says why).
+and a PF's VFs after the first need not even that (`pciwalk` says why). The write verbs are in
+`writer.py`; `Sysfs` there is the seam callers use.
 """
 
 from __future__ import annotations
 
-import errno as errno_mod
 import os
 from pathlib import Path
 
 from sriovkit.errors import HostError, NotFound
-from sriovkit.host.pciwalk import walk
+from sriovkit.host.sysfs.pciwalk import walk
 from sriovkit.model.device import NetdevInfo, NetdevLink, PciDevice, SriovInfo
 from sriovkit.model.pci import PciAddress
 from sriovkit.model.uevent import ids_from_uevent, is_pci_name, parse_uevent, pci_name_in_path
@@ -82,8 +82,8 @@ def _pci_in_path(target: str) -> PciAddress | None:
     return PciAddress.try_parse(name) if name else None
 
 
-class Sysfs:
-    """The sysfs + procfs seam. `root` is treated as `/` (a simulated host or a real one)."""
+class SysfsReader:
+    """The read half of the sysfs + procfs seam. `root` is treated as `/` (simulated or real)."""
 
     def __init__(self, root: Path = Path("/")) -> None:
         self.root = Path(root)
@@ -100,26 +100,6 @@ class Sysfs:
     def device_dir(self, addr: PciAddress) -> str:
         """The `sys/bus/pci/devices/<addr>` path (a link into `sys/devices`)."""
         return self._p(f"{PCI_DEVICES}/{addr}")
-
-    # -- writes --------------------------------------------------------------------------------
-    def write(self, rel: str, value: str) -> None:
-        """Write one sysfs attribute, the single write primitive every side effect goes through.
-
-        The kernel answers a sysfs write with an errno (EBUSY for sriov_numvfs while VFs exist,
-        ENODEV/EINVAL from bind); it is mapped to HostError with that errno kept.
-        """
-        target = self.path(rel)
-        try:
-            fd = os.open(target, os.O_WRONLY)
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            code = exc.errno or errno_mod.EIO
-            raise HostError(
-                f"failed to write {value!r} to {rel}: {os.strerror(code)}", errno=code
-            ) from exc
 
     # -- PCI -----------------------------------------------------------------------------------
     def _pci_names(self) -> list[str]:
@@ -187,6 +167,20 @@ class Sysfs:
                 if vf is not None:
                     out[int(name[6:])] = vf
         return dict(sorted(out.items()))
+
+    def driver_loaded(self, driver: str) -> bool:
+        """True when the PCI driver is registered (`sys/bus/pci/drivers/<driver>` exists)."""
+        return _is_ifname(driver) and os.path.isdir(self._p(f"{PCI_DRIVERS}/{driver}"))
+
+    def iommu_group_members(self, group: str) -> list[PciAddress]:
+        """The functions of IOMMU group `group`, sorted (empty when it cannot be listed)."""
+        if not _is_ifname(group):
+            return []
+        try:
+            names = os.listdir(self._p(f"sys/kernel/iommu_groups/{group}/devices"))
+        except OSError:
+            return []
+        return [a for a in map(PciAddress.try_parse, sorted(names)) if a is not None]
 
     def device(
         self,
