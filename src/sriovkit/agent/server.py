@@ -51,11 +51,12 @@ from sriovkit.agent.protocol import (
     peer_gone,
 )
 from sriovkit.agent.reader import Budget, Reader, Request
+from sriovkit.cni import shim
 from sriovkit.cni.dispatch import ContextFactory, StillWanted, execute, host_context, root_of
 from sriovkit.errors import Abandoned, Busy, HostError, InvalidInput
 
-DEFAULT_SOCKET = Path("/run/sriovkit/agent.sock")
-SOCKET_ENV = "SRIOVKIT_AGENT_SOCKET"
+DEFAULT_SOCKET = Path(shim.DEFAULT_SOCKET)
+SOCKET_ENV = shim.SOCKET_ENV.decode()
 REQUEST_SETTINGS = frozenset({"SRIOVKIT_STATE_DIR", "SRIOVKIT_ROOT"})
 """The SRIOVKIT_* entries a request may set (over the agent's defaults)."""
 

@@ -21,7 +21,9 @@ from sriovkit.errors import HostError, InvalidInput
 from sriovkit.host.state import default_state_dir
 from sriovkit.model.cni import check_plugin_name
 
-_SOCKET_LINE = 'SOCKET = "/run/sriovkit/agent.sock"\n'
+# The lines of the shim's source that install replaces; the default socket itself is defined
+# once, as the shim's DEFAULT_SOCKET.
+_SOCKET_LINE = "SOCKET = DEFAULT_SOCKET\n"
 _SITE_LINE = "SITE: tuple[str, ...] = ()\n"
 _SETTINGS_LINE = "SETTINGS: dict[bytes, bytes] = {}\n"
 

@@ -9,14 +9,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from sriovkit.cli import CliEnv
+from sriovkit.cni import shim
 
-_SOCKET_HELP = "The agent's unix socket [/run/sriovkit/agent.sock or $SRIOVKIT_AGENT_SOCKET]."
+if TYPE_CHECKING:
+    from sriovkit.commands.env import CliEnv
+
+# The shim defines the default socket and its variable (it imports nothing, so it is cheap here).
+_SOCKET_ENV = shim.SOCKET_ENV.decode()
+_SOCKET_HELP = f"The agent's unix socket [{shim.DEFAULT_SOCKET} or ${_SOCKET_ENV}]."
 
 
 def _socket_default() -> Path:
-    return Path(os.environ.get("SRIOVKIT_AGENT_SOCKET") or "/run/sriovkit/agent.sock")
+    return Path(os.environ.get(_SOCKET_ENV) or shim.DEFAULT_SOCKET)
 
 
 @click.command()
