@@ -5,21 +5,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from sriovkit import __version__
+from sriovkit.commands.env import CliEnv
 from sriovkit.errors import SriovkitError
-
-
-@dataclass(slots=True)
-class CliEnv:
-    """What every command gets: the root treated as `/`."""
-
-    root: Path
-
 
 # Command name -> (module, attribute). Each is imported only when used: `sriovkit inventory`
 # must not pay for pyroute2, msgspec or the lab's modules.
@@ -100,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     # Without standalone mode click hands back what `ctx.exit(code)` was given.
     return rv if isinstance(rv, int) else 0
+
+
+__all__ = ["CliEnv", "cli", "main"]  # CliEnv: re-exported for modules that import it from here
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The lab tier: tests marked `lab` run inside a QEMU guest with a real dual-port 82576 (igb).
 
 On the host, the selected lab tests are handed to ONE guest session (see
-`sriovkit.lab.pytest_bridge`) and each reports its outcome from the guest's junit XML. Inside the
+`labbridge` beside this file) and each reports its outcome from the guest's junit XML. Inside the
 guest (`SRIOVKIT_IN_LAB=1`) the fixtures below run for real against the guest's sysfs.
 """
 
@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from sriovkit.lab.pytest_bridge import in_lab, replace_lab_items
+# Beside this file (pytest puts this directory on sys.path): the pytest side of the lab lives
+# with the tests, so the shipped package never imports pytest.
+from labbridge import in_lab, replace_lab_items
 
 # The guest's NIC (QEMU's `igb` on a PCIe root port; see sriovkit.lab.runner).
 PF_ADDRESSES = ("0000:01:00.0", "0000:01:00.1")

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sriovkit.cni.shim import DEADLINE_ENV, MAGIC_ANSWER, MAGIC_REQUEST
+from sriovkit.errors import ProtocolError
 
 HEAD_SIZE = 12
 """Magic and the two lengths."""
@@ -60,10 +61,6 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
-
-
-class ProtocolError(Exception):
-    """A request that is not a well-formed SKC1 frame within the limits."""
 
 
 def parse_head(head: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[int, int]:

@@ -1,10 +1,12 @@
 """The agent's unix-socket server: requests read by one event loop, run by a pool of workers.
 
 Protocol and limits in `protocol` (the shim, `sriovkit.cni.shim`, must stay free of imports);
-reading in `reader`. A request's CNI_* variables and its SRIOVKIT_STATE_DIR / SRIOVKIT_ROOT are
-laid over the agent's defaults (its --root and --state-dir): the shim sends the ones baked into
-it at install, which its in-process fallback uses too, so both paths always share one state and
-one lock per VF. An empty or any other SRIOVKIT_* entry changes nothing.
+reading in `reader`; run as one of the agent's services by `cni_service`, under the process's
+`supervisor` (signals, logging, shutdown). A request's CNI_* variables and its
+SRIOVKIT_STATE_DIR / SRIOVKIT_ROOT are laid over the agent's defaults (its --root and
+--state-dir): the shim sends the ones baked into it at install, which its in-process fallback
+uses too, so both paths always share one state and one lock per VF. An empty or any other
+SRIOVKIT_* entry changes nothing.
 
 Rules the node agent lives by:
 
@@ -31,15 +33,12 @@ import errno
 import fcntl
 import logging
 import os
-import resource
-import signal
 import socket
 import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import FrameType
 
 from sriovkit.agent.protocol import (
     DEADLINE,
@@ -51,11 +50,12 @@ from sriovkit.agent.protocol import (
     peer_gone,
 )
 from sriovkit.agent.reader import Budget, Reader, Request
-from sriovkit.cni.dispatch import ContextFactory, StillWanted, execute, host_context, root_of
-from sriovkit.errors import Abandoned, Busy, HostError, InvalidInput
+from sriovkit.cni import shim
+from sriovkit.cni.dispatch import ContextFactory, StillWanted, execute, host_context
+from sriovkit.errors import Abandoned, Busy, HostError
 
-DEFAULT_SOCKET = Path("/run/sriovkit/agent.sock")
-SOCKET_ENV = "SRIOVKIT_AGENT_SOCKET"
+DEFAULT_SOCKET = Path(shim.DEFAULT_SOCKET)
+SOCKET_ENV = shim.SOCKET_ENV.decode()
 REQUEST_SETTINGS = frozenset({"SRIOVKIT_STATE_DIR", "SRIOVKIT_ROOT"})
 """The SRIOVKIT_* entries a request may set (over the agent's defaults)."""
 
@@ -295,58 +295,6 @@ class Agent:
             log.warning("could not answer %s: %s", env.get("CNI_COMMAND", "?"), exc)
 
 
-def warm(defaults: Mapping[str, str]) -> None:
-    """Pay the imports (pyroute2 ~140 ms) and the first netlink socket now, not on a pod's ADD."""
-    try:
-        root = root_of(defaults)
-    except InvalidInput:
-        return
-    try:
-        with host_context({**defaults, "CNI_PATH": ""}):
-            pass
-    except Exception as exc:  # a cold cache is not fatal; requests report errors
-        log.warning("warm-up on %s failed: %s", root, exc)
-
-
-def _raise_fd_limit(limits: Limits) -> None:
-    """Make room for every connection the limits allow, and the workers' own descriptors
-    (lock files, netlink sockets, an IPAM plugin's pipes): 1024, a common soft limit, is not."""
-    want = limits.max_reading + limits.max_pending + limits.max_workers * 16 + 256
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-
-
-def run_agent(
-    path: Path,
-    defaults: Mapping[str, str] | None = None,
-    *,
-    ready: Callable[[Agent], None] | None = None,
-) -> None:
-    """Run the agent in the foreground until SIGTERM or SIGINT (must be the main thread)."""
-    agent = Agent(path, defaults)
-    _raise_fd_limit(agent.limits)
-    warm(agent.defaults)
-    agent.open()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping after the requests in flight", signum)
-        agent.stop()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        log.info("serving CNI requests on %s", path)
-        if ready is not None:
-            ready(agent)
-        agent.serve()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        agent.close()
-
-
 __all__ = [
     "DEFAULT_SOCKET",
     "REQUEST_SETTINGS",
@@ -356,7 +304,5 @@ __all__ = [
     "ProtocolError",
     "encode_answer",
     "merged_env",
-    "run_agent",
     "still_wanted_for",
-    "warm",
 ]

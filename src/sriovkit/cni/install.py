@@ -18,10 +18,13 @@ from pathlib import Path
 
 import sriovkit
 from sriovkit.errors import HostError, InvalidInput
+from sriovkit.host.atomicfile import write_file
 from sriovkit.host.state import default_state_dir
 from sriovkit.model.cni import check_plugin_name
 
-_SOCKET_LINE = 'SOCKET = "/run/sriovkit/agent.sock"\n'
+# The lines of the shim's source that install replaces; the default socket itself is defined
+# once, as the shim's DEFAULT_SOCKET.
+_SOCKET_LINE = "SOCKET = DEFAULT_SOCKET\n"
 _SITE_LINE = "SITE: tuple[str, ...] = ()\n"
 _SETTINGS_LINE = "SETTINGS: dict[bytes, bytes] = {}\n"
 
@@ -89,26 +92,10 @@ def install_shim(
     with contextlib.suppress(OSError):
         if target.read_bytes() == data and os.access(target, os.X_OK):
             return target, False
-    tmp = bin_dir / f".{name}.{os.getpid()}.tmp"
     try:
-        bin_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
-        try:
-            os.write(fd, data)
-            os.fchmod(fd, 0o755)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        # rename() over the old plugin: a runtime exec'ing it sees the old file or the new one.
-        os.replace(tmp, target)
-        dfd = os.open(bin_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        # Renamed over the old plugin: a runtime exec'ing it sees the old file or the new one.
+        write_file(target, data, mode=0o755, parents=True)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise HostError(f"cannot install CNI plugin {target}: {exc.strerror}", exc.errno) from None
     return target, True
 

@@ -38,7 +38,13 @@ import posix
 import sys
 import time
 
-SOCKET = "/run/sriovkit/agent.sock"
+DEFAULT_SOCKET = "/run/sriovkit/agent.sock"
+"""The agent's socket unless told otherwise. Defined here, once: this file cannot import the
+package, so the agent, `sriovkit agent` and `install-cni` take it from here."""
+SOCKET_ENV = b"SRIOVKIT_AGENT_SOCKET"
+"""Names another socket for `sriovkit agent` and `install-cni`; never read by the shim itself."""
+# `install-cni` replaces the next line with the socket it bakes in (it looks for it verbatim).
+SOCKET = DEFAULT_SOCKET
 SITE: tuple[str, ...] = ()
 # SRIOVKIT_STATE_DIR / SRIOVKIT_ROOT fixed at install time and sent with every request, so the
 # agent and the in-process fallback always use one state directory and one set of VF locks.
@@ -388,7 +394,7 @@ def in_process(env: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes]:
 def run(env: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes]:
     """The plugin: VERSION here, the rest through the agent when it answers, else in-process."""
     env.update(SETTINGS)  # baked in at install: the caller's environment does not get a say
-    env.pop(b"SRIOVKIT_AGENT_SOCKET", None)  # nor over the socket: SOCKET is the baked one
+    env.pop(SOCKET_ENV, None)  # nor over the socket: SOCKET is the baked one
     command = env.get(b"CNI_COMMAND", b"")
     if command == b"VERSION":
         answer = version_answer(stdin)

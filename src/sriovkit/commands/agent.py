@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from sriovkit.cli import CliEnv
+from sriovkit.cni import shim
 
-_SOCKET_HELP = "The agent's unix socket [/run/sriovkit/agent.sock or $SRIOVKIT_AGENT_SOCKET]."
+if TYPE_CHECKING:
+    from sriovkit.commands.env import CliEnv
+
+# The shim defines the default socket and its variable (it imports nothing, so it is cheap here).
+_SOCKET_ENV = shim.SOCKET_ENV.decode()
+_SOCKET_HELP = f"The agent's unix socket [{shim.DEFAULT_SOCKET} or ${_SOCKET_ENV}]."
 
 
 def _socket_default() -> Path:
-    return Path(os.environ.get("SRIOVKIT_AGENT_SOCKET") or "/run/sriovkit/agent.sock")
+    return Path(os.environ.get(_SOCKET_ENV) or shim.DEFAULT_SOCKET)
 
 
 @click.command()
@@ -31,13 +34,11 @@ def _socket_default() -> Path:
 @click.pass_obj
 def agent(env: CliEnv, socket_path: Path | None, state_dir: Path | None, verbose: bool) -> None:
     """Run the node agent in the foreground: serve the `sriov` CNI shim until SIGTERM."""
-    from sriovkit.agent.server import run_agent  # noqa: PLC0415 - pyroute2 and ops are heavy
+    from sriovkit.agent.main import run_agent  # noqa: PLC0415 - pyroute2 and ops are heavy
+    from sriovkit.agent.supervisor import setup_logging  # noqa: PLC0415
     from sriovkit.errors import InvalidInput  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="sriovkit-agent: %(levelname)s %(message)s",
-    )
+    setup_logging(verbose)
     path = socket_path or _socket_default()
     if not path.is_absolute():
         raise InvalidInput("--socket", f"{path} is not an absolute path")

@@ -17,7 +17,7 @@ from sriovkit.ops import discover
 from sriovkit.wiring import is_simulated
 
 if TYPE_CHECKING:
-    from sriovkit.cli import CliEnv
+    from sriovkit.commands.env import CliEnv
 
 
 def _ids(dev: PciDevice) -> str:

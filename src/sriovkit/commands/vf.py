@@ -14,7 +14,7 @@ from sriovkit.ops.vfconfig import VfChange, apply_vf, read_vf, reset_vf
 from sriovkit.wiring import open_netlink, open_sysfs
 
 if TYPE_CHECKING:
-    from sriovkit.cli import CliEnv
+    from sriovkit.commands.env import CliEnv
 
 _ON_OFF = click.Choice(["on", "off"], case_sensitive=False)
 

@@ -14,7 +14,7 @@ from sriovkit.ops.discover import resolve
 from sriovkit.wiring import open_sysfs
 
 if TYPE_CHECKING:
-    from sriovkit.cli import CliEnv
+    from sriovkit.commands.env import CliEnv
 
 
 def _progress(msg: str) -> None:

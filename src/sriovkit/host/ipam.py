@@ -21,29 +21,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sriovkit.errors import HostError, InvalidInput, NotFound, SriovkitError, Timeout
+from sriovkit.errors import HostError, InvalidInput, IpamError, NotFound, SriovkitError, Timeout
 from sriovkit.model.cni import check_plugin_name
 
 # A plugin type is a file name in CNI_PATH, never a path: `../x` or `/usr/bin/x` would let a
 # network config run any binary on the node.
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _STDERR_TAIL = 400
-
-
-class IpamError(HostError):
-    """The IPAM plugin answered with an error: carries the plugin's CNI code and message."""
-
-    def __init__(self, plugin: str, code: int, msg: str, details: str = "") -> None:
-        text = f"IPAM plugin {plugin} failed (code {code}): {msg}"
-        if details and details != msg:
-            text += f": {details}"
-        super().__init__(text)
-        self.plugin = plugin
-        self.code = code
-        # Passed through to our own CNI error, so e.g. "try again later" (11) stays retryable.
-        self.cni_code = code
-        self.msg = msg
-        self.details = details
 
 
 # IPAM plugins that allocate from their own store and never look at the pod: they may run while

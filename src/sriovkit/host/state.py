@@ -38,6 +38,7 @@ from urllib.parse import quote, unquote
 import msgspec
 
 from sriovkit.errors import HostError, InvalidInput
+from sriovkit.host.atomicfile import write_at
 from sriovkit.host.statefiles import flock_within, sweep_temps
 from sriovkit.model.attachment import (
     ATTACHMENT_KINDS,
@@ -164,35 +165,16 @@ class StateStore:
             else:
                 if not stat.S_ISREG(st.st_mode):
                     raise HostError(f"state record {path} is not a regular file; refusing")
+            # The temp name is the one `sweep_temps` looks for (prefix and suffix).
             tmp = f"{_TMP_PREFIX}{name}.{os.getpid()}.{time.monotonic_ns()}{_TMP_SUFFIX}"
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
-                fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
+                # The temp file's flock is held until the rename is done: it tells
+                # `sweep_temps` the writer lives.
+                write_at(dfd, name, data, mode=0o600, temp=tmp, hold_lock=True)
             except OSError as exc:
                 raise HostError(
                     f"cannot write state record {path}: {exc.strerror}", exc.errno
                 ) from None
-            try:
-                try:
-                    # Held until the rename is done: it tells `_sweep_temps` the writer lives.
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    os.fchmod(fd, 0o600)
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    os.fsync(fd)
-                    os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-                finally:
-                    os.close(fd)
-            except BaseException as exc:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=dfd)
-                if isinstance(exc, OSError):
-                    raise HostError(
-                        f"cannot write state record {path}: {exc.strerror}", exc.errno
-                    ) from None
-                raise
-            os.fsync(dfd)  # the rename is durable only once the directory is
 
     def _read(self, sub: str, name: str) -> bytes | None:
         path = self.dir / sub / name

@@ -4,5 +4,6 @@
   (cached; `sriovkit lab setup`);
 - `runner.run_in_guest(assets, command, share, ...)`: boot one guest running the host's own
   userspace, run one command, stream its output, return how it ended (`sriovkit lab run`);
-- `pytest_bridge`: tests marked `lab` run in one guest per pytest session.
+- the pytest bridge (tests marked `lab` run in one guest per pytest session) lives with the
+  tests, in `tests/lab/labbridge.py`: the shipped package does not import pytest.
 """

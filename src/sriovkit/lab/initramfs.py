@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from sriovkit.host.atomicfile import write_file
 from sriovkit.lab.errors import LabUnavailable
 
 # What init needs before switch_root (9p root, overlay, the virtio console), plus the NIC drivers:
@@ -169,7 +170,5 @@ def build(
         for ino, (name, mode, data, rdev) in enumerate(_entries(busybox, modules), start=1)
     ]
     parts.append(_newc("TRAILER!!!", 0))
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(gzip.compress(b"".join(parts), compresslevel=1))
-    tmp.replace(out)
+    write_file(out, gzip.compress(b"".join(parts), compresslevel=1))
     return out

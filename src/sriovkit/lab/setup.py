@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sriovkit.host.atomicfile import write_file
 from sriovkit.lab import debian, initramfs
 from sriovkit.lab.errors import LabUnavailable
 
@@ -230,8 +231,7 @@ def ensure_lab(cache: Path, *, install: bool = True, log: Log = _quiet) -> LabAs
         initramfs.build(moddir, busybox, image)
         assets = LabAssets(cache, qemu, kernel, release, moddir, image)
         record = {k: str(v) for k, v in asdict(assets).items()}
-        tmp = cache / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps({"format": FORMAT, **record}, indent=2) + "\n")
-        tmp.replace(cache / MANIFEST)
+        text = json.dumps({"format": FORMAT, **record}, indent=2) + "\n"
+        write_file(cache / MANIFEST, text.encode())
         log(f"lab set up in {cache} ({time.monotonic() - started:.1f} s)")
         return assets

@@ -11,20 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sriovkit.errors import InvalidInput
+from sriovkit.errors import BadEnv, InvalidInput
 from sriovkit.model.attachment import AttachmentKey, check_container_id, check_ifname
-from sriovkit.model.cni_result import CniError
-
-
-class BadEnv(CniError):
-    """Code 4: a CNI_* environment variable is missing or invalid."""
-
-    cni_code = 4
-    exit_code = 2
-
-    def __init__(self, var: str, reason: str) -> None:
-        super().__init__(f"invalid {var}: {reason}")
-        self.var = var
 
 
 class CniCommand(enum.StrEnum):

@@ -17,30 +17,18 @@ from typing import Any
 
 import msgspec
 
-from sriovkit.errors import InvalidInput, SriovkitError
+from sriovkit.errors import (
+    CniError,
+    DecodeFailure,
+    IncompatibleVersion,
+    InvalidInput,
+    SriovkitError,
+)
 
 CNI_VERSIONS: tuple[str, ...] = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 """Spec versions this plugin accepts in a network config and can answer in, oldest first."""
 
 CURRENT_VERSION = CNI_VERSIONS[-1]
-
-
-class CniError(SriovkitError):
-    """An error that maps to one of the CNI spec's well-known codes (the class says which)."""
-
-
-class IncompatibleVersion(CniError):
-    """Code 1: the config's cniVersion is not one we support (or the verb needs a newer one)."""
-
-    cni_code = 1
-    exit_code = 2
-
-
-class DecodeFailure(CniError):
-    """Code 6: the network config on stdin is not a JSON object."""
-
-    cni_code = 6
-    exit_code = 2
 
 
 def version_tuple(version: str) -> tuple[int, int, int]:

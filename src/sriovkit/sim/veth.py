@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sriovkit.errors import HostError, InvalidInput, NotFound
+from sriovkit.host.atomicfile import write_file
 from sriovkit.sim.host import SimHost, create_host
 from sriovkit.sim.machine import HOST_JSON
 from sriovkit.sim.spec import decode, encode
@@ -131,11 +132,8 @@ def load_pairs(root: Path) -> list[VethPair]:
 
 
 def _save(root: Path, pairs: list[VethPair]) -> None:
-    marker = Path(root) / VETH_MARKER
-    tmp = marker.with_suffix(".tmp")
     data = {"token": secrets.token_hex(8), "pairs": [asdict(p) for p in pairs]}
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(marker)
+    write_file(Path(root) / VETH_MARKER, json.dumps(data, indent=1).encode())
 
 
 def remove_veths(root: Path) -> None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from sriovkit.errors import HostError, NotFound
+from sriovkit.errors import BadEnv, HostError, NotFound
 from sriovkit.host.netlink import Netlink
-from sriovkit.model.cni_env import BadEnv
 from sriovkit.model.cni_result import CniResult
 from sriovkit.ops.cni.context import AttachContext
 

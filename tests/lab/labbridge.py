@@ -1,5 +1,8 @@
 """The lab tier in pytest, host side: `lab` tests run in one guest, results come back as junit.
 
+It lives with the tests (imported by `conftest.py` beside it): the shipped package must not
+import pytest.
+
 On the host (env `SRIOVKIT_IN_LAB` unset) every selected `lab` test is replaced by a `LabProxyItem`
 with the same node id. The first proxy to run sets the lab up (cached), boots ONE guest running
 `python -m pytest -m lab <all selected lab node ids> --junitxml=<share>/junit.xml` in the project
