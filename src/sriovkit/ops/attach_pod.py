@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 
 from sriovkit.errors import HostError, NotFound
-from sriovkit.host.netlink import LinkInfo, Netlink
+from sriovkit.host.netlink import Addresses, LinkChange, LinkInfo, Links
 from sriovkit.host.netns import announce
 from sriovkit.model.attachment import AttachmentRecord
 from sriovkit.model.cni import NetConf
@@ -17,7 +17,7 @@ from sriovkit.ops.restore import AttachContext
 from sriovkit.ops.vfconfig import read_vf
 
 
-def require_free_name(pod: Netlink, ifname: str, netns: Path) -> None:
+def require_free_name(pod: Links, ifname: str, netns: Path) -> None:
     """Refuse an ifname the pod already uses, before anything changes.
 
     Otherwise the kernel would move the VF in and set its MAC and MTU before refusing the
@@ -38,7 +38,7 @@ def require_free_name(pod: Netlink, ifname: str, netns: Path) -> None:
 
 def move_in(
     ctx: AttachContext,
-    pod: Netlink,
+    pod: Links,
     conf: NetConf,
     record: AttachmentRecord,
     netns: Path,
@@ -48,14 +48,8 @@ def move_in(
 
     Returns the VF's link as the pod sees it (for the result), found by its device.
     """
-    ctx.netlink.move_link(
-        record.original.name,
-        netns,
-        new_name=record.ifname,
-        mtu=conf.mtu,
-        mac=mac,
-        up=True,
-    )
+    change = LinkChange(new_name=record.ifname, mtu=conf.mtu, mac=mac, up=True)
+    ctx.netlink.move_link(record.original.name, netns, change)
     link = pod.find_device(record.device_id, hint=record.ifname)
     if link is None or link.name != record.ifname:
         where = "missing" if link is None else f"called {link.name}"
@@ -94,7 +88,7 @@ def pod_result(
     return CniResult(interfaces=(iface,), ips=ips, routes=ipam.routes, dns=dns)
 
 
-def configure_addresses(pod: Netlink, ifname: str, ipam: CniResult) -> None:
+def configure_addresses(pod: Addresses, ifname: str, ipam: CniResult) -> None:
     """Addresses, then routes (a route's gateway must be reachable through an address)."""
     for ip in ipam.ips:
         pod.add_address(ifname, ip.address)
