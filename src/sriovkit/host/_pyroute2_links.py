@@ -19,6 +19,9 @@ _RTMGRP_LINK = 1
 class Pyroute2Links(Rtnl):
     """`Links` on the running kernel (see `sriovkit.host.netlink.Links`)."""
 
+    # Real netdevs: a VF netdev of a deleted netns comes back to the host netns.
+    netdevs_die_with_netns = False
+
     def links(self) -> list[LinkInfo]:
         """Every link in the namespace."""
         with mapped("cannot list links"):

@@ -97,6 +97,17 @@ class LinkChange:
 class Links(Protocol):
     """Links of one network namespace: look up, find by device, configure, move, wait."""
 
+    @property
+    def netdevs_die_with_netns(self) -> bool:
+        """True when the VF netdevs this seam shows are stand-ins destroyed with their netns.
+
+        A real VF netdev whose pod netns is deleted comes back to the host netns (once the
+        kernel's asynchronous netns cleanup ran); the veth end standing in for a VF in a
+        veth-mode simulated host is destroyed instead. Only the veth-mode seam says True, so
+        the VF identity and DEL paths never guess from a netdev they cannot find.
+        """
+        ...
+
     def links(self) -> list[LinkInfo]:
         """Every link in the namespace."""
         ...

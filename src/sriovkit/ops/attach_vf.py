@@ -212,16 +212,19 @@ def _undo_move(netlink: Links, record: AttachmentRecord, host_netns: Path) -> No
     fix_in_host(netlink, link.name, record.original, original_up(record.original))
 
 
-def on_its_way_back(sysfs: Sysfs, record: AttachmentRecord) -> bool:
+def on_its_way_back(sysfs: Sysfs, links: Links, record: AttachmentRecord) -> bool:
     """Whether the VF netdev of `record` is still in a dying netns, not yet back in the host.
 
     The kernel returns a VF netdev from a deleted netns only once the netns cleanup ran, which
     is asynchronous (seconds on a busy host). Until then sysfs shows the VF bound to its kernel
     driver but with no netdev in the host netns. A userspace or no driver means no netdev
-    will ever come back; a netdev sysfs names but netlink does not know (the caller looked) is
-    the veth-mode stand-in destroyed with its netns: sysfs and netlink see the same netns on a
-    real host and cannot disagree that way.
+    will ever come back. Nor does a stand-in the seam says died with its netns
+    (`Links.netdevs_die_with_netns`: only the veth-mode simulated host's seam, whose veth end
+    is destroyed with the pod netns while its simulated sysfs keeps naming it): that is asked
+    of the seam, never inferred from sysfs naming a netdev netlink did not find.
     """
+    if links.netdevs_die_with_netns:
+        return False
     driver = sysfs.link_base(record.pci, "driver")
     if driver is None or driver in USERSPACE_DRIVERS:
         return False

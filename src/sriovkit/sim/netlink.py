@@ -28,6 +28,10 @@ _HOME_NETNS = {"/proc/1/ns/net", "/proc/self/ns/net", "/run/netns/host"}
 class FakeNetlink(FakeVfAttrs, FakeAddresses):
     """The fake netlink seam (every concern); `root` set = kept with that simulated host's tree."""
 
+    # Its VF netdevs are simulated real ones: they never die with a netns. (A veth-mode host's
+    # stand-ins do; its seam, `SplitNetlink`, says so.)
+    netdevs_die_with_netns = False
+
     def add_link(
         self,
         name: str,

@@ -20,7 +20,13 @@ class SplitNetlink:
     `tree_links` are the netdevs that exist only in the tree (the PFs and other simulated
     NICs): requests naming them, and every VF attribute request, go to `pf_side`; the rest go
     to `kernel`.
+
+    The VF netdevs it shows are veth ends standing in for VFs: deleting the netns a veth end is
+    in destroys the pair, where a real VF netdev would come back to the host netns. So this
+    seam says `netdevs_die_with_netns`, and DEL does not wait for such a netdev to return.
     """
+
+    netdevs_die_with_netns = True
 
     def __init__(
         self,
