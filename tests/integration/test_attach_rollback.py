@@ -22,7 +22,7 @@ import pytest
 
 from sriovkit.errors import HostError
 from sriovkit.host.ipam import Ipam
-from sriovkit.host.netlink import Netlink
+from sriovkit.host.netlink import LinkChange, Netlink
 from sriovkit.model.attachment import AttachmentKey
 from sriovkit.ops.cni.context import AttachContext
 from sriovkit.ops.cni.plugins import SRIOV as attach
@@ -64,12 +64,12 @@ class PartialMove(Wrapped):
         super().__init__(inner)
         self.done = False
 
-    def move_link(self, name: str, netns: Path, **kw: Any) -> None:
+    def move_link(self, name: str, netns: Path, change: LinkChange) -> None:
         if self.done:
-            self.inner.move_link(name, netns, **kw)
+            self.inner.move_link(name, netns, change)
             return
         self.done = True
-        self.inner.move_link(name, netns, new_name=kw.get("new_name"))
+        self.inner.move_link(name, netns, LinkChange(new_name=change.new_name))
         raise HostError(f"failed to move link {name} to {netns}: Invalid argument", errno.EINVAL)
 
 
@@ -98,7 +98,7 @@ class _StuckPod(Wrapped):
     def del_altname(self, name: str, altname: str) -> None:
         raise HostError(f"failed to delete altname {altname} of {name}: Busy", errno.EBUSY)
 
-    def move_link(self, name: str, netns: Path, **kw: Any) -> None:
+    def move_link(self, name: str, netns: Path, change: LinkChange) -> None:
         raise HostError(f"failed to move link {name} to {netns}: Busy", errno.EBUSY)
 
 
@@ -207,7 +207,7 @@ def test_failed_add_returns_the_vf_up_and_with_its_altnames(
 class FailingMove(Wrapped):
     """The kernel refuses the move outright (nothing moved), as for a name taken in the pod."""
 
-    def move_link(self, name: str, netns: Path, **kw: Any) -> None:
+    def move_link(self, name: str, netns: Path, change: LinkChange) -> None:
         raise HostError(f"failed to move link {name} to {netns}: File exists", errno.EEXIST)
 
 
@@ -248,8 +248,8 @@ class TimedMove(Wrapped):
 
     moved_ns = 0
 
-    def move_link(self, name: str, netns: Path, **kw: Any) -> None:
-        self.inner.move_link(name, netns, **kw)
+    def move_link(self, name: str, netns: Path, change: LinkChange) -> None:
+        self.inner.move_link(name, netns, change)
         self.moved_ns = time.time_ns()
 
 

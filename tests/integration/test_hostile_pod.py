@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sriovkit.errors import CheckFailed, HostError
+from sriovkit.host.netlink import LinkChange
 from sriovkit.host.netns import HOST_NETNS
 from sriovkit.model.cni_env import BadEnv
 from sriovkit.ops.cni.plugins import SRIOV as attach
@@ -184,7 +185,7 @@ def test_rename_between_lookup_and_move_moves_the_looked_up_link(
         assert found is not None and found.name == "net1"
         in_pod(pod, "link", "set", "net1", "name", "foo")
         in_pod(pod, "link", "add", "net1", "type", "veth", "peer", "name", "decoy")
-        pod_seam.move_link("net1", HOST_NETNS, new_name=pair.name)
+        pod_seam.move_link("net1", HOST_NETNS, LinkChange(new_name=pair.name))
     finally:
         pod_seam.close()
     assert ip_link("net1", pod) is not None and ip_link("foo", pod) is None

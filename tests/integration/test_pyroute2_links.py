@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sriovkit.errors import HostError, NotFound, Timeout
+from sriovkit.host.netlink import LinkChange
 
 pytestmark = pytest.mark.root
 
@@ -63,10 +64,12 @@ def test_links_seen_in_the_bound_netns_only(nl: Pyroute2Netlink) -> None:
 
 
 def test_set_link_in_one_request(nl: Pyroute2Netlink) -> None:
-    got = nl.set_link("skv1", new_name="skren1", mtu=1400, mac="02:aa:bb:cc:dd:01", up=True)
+    got = nl.set_link(
+        "skv1", LinkChange(new_name="skren1", mtu=1400, mac="02:aa:bb:cc:dd:01", up=True)
+    )
     assert (got.name, got.mtu, got.mac, got.up) == ("skren1", 1400, "02:aa:bb:cc:dd:01", True)
     with pytest.raises(HostError) as err:
-        nl.set_link("skren1", new_name="skv0")
+        nl.set_link("skren1", LinkChange(new_name="skv0"))
     assert err.value.errno == 17  # EEXIST
     assert "skren1" in str(err.value)
 
@@ -74,7 +77,9 @@ def test_set_link_in_one_request(nl: Pyroute2Netlink) -> None:
 def test_move_link_renames_and_configures_in_one_call(
     nl: Pyroute2Netlink, netns: tuple[Path, Path]
 ) -> None:
-    nl.move_link("skv0", netns[1], new_name="net1", mtu=1280, mac="02:00:00:00:0a:01", up=True)
+    nl.move_link(
+        "skv0", netns[1], LinkChange(new_name="net1", mtu=1280, mac="02:00:00:00:0a:01", up=True)
+    )
     with pytest.raises(NotFound):
         nl.link("skv0")
     with nl.in_netns(netns[1]) as pod:
@@ -83,14 +88,14 @@ def test_move_link_renames_and_configures_in_one_call(
         assert moved.altnames == ("skalt0",)  # altnames travel with the netdev
         pod.del_altname("net1", "skalt0")
         assert pod.link("net1").altnames == ()
-        pod.move_link("net1", netns[0], new_name="skv0")
+        pod.move_link("net1", netns[0], LinkChange(new_name="skv0"))
     back = nl.link("skv0")
     assert back.up is False  # the kernel closes a netdev it moves
 
 
 def test_addresses_and_routes(nl: Pyroute2Netlink) -> None:
-    nl.set_link("skv0", up=True)
-    nl.set_link("skv1", up=True)
+    nl.set_link("skv0", LinkChange(up=True))
+    nl.set_link("skv1", LinkChange(up=True))
     nl.add_address("skv0", "10.77.0.2/24")
     assert [a.cidr for a in nl.addresses("skv0") if a.family == 4] == ["10.77.0.2/24"]
     with pytest.raises(HostError) as err:
@@ -128,12 +133,12 @@ def test_remembered_indexes_follow_our_renames_and_moves(
     # must not leave a name pointing at the wrong place.
     host, pod = netns
     nl.link("skv0")
-    nl.set_link("skv0", new_name="skv9")
+    nl.set_link("skv0", LinkChange(new_name="skv9"))
     with pytest.raises(NotFound):
         nl.add_address("skv0", "10.1.0.1/24")
     nl.add_address("skv9", "10.1.0.1/24")
     assert [a.cidr for a in nl.addresses("skv9") if a.family == 4] == ["10.1.0.1/24"]
-    nl.move_link("skv9", pod)
+    nl.move_link("skv9", pod, LinkChange())
     with pytest.raises(NotFound):
         nl.add_address("skv9", "10.1.0.2/24")
     # Moved away by someone else after the seam looked it up: a clean NotFound, then a fresh

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sriovkit.errors import HostError, InvalidInput
+from sriovkit.host.netlink import LinkChange
 from sriovkit.model.vf import LinkState, VfSettings
 
 pytestmark = pytest.mark.root
@@ -77,7 +78,9 @@ def test_veth_ends_carry_the_tree_names_and_macs(host: VethHost) -> None:
 
 def test_move_vf_into_pod_and_back(host: VethHost, nl: SplitNetlink, pod: Path) -> None:
     pair = host.pairs[0]
-    nl.move_link(pair.name, pod, new_name="net1", mtu=1400, mac="02:00:00:00:0a:01", up=True)
+    nl.move_link(
+        pair.name, pod, LinkChange(new_name="net1", mtu=1400, mac="02:00:00:00:0a:01", up=True)
+    )
     assert pair.name not in ip_links()
     seen = ip_links(pod.name)["net1"]
     assert (seen["mtu"], seen["address"]) == (1400, "02:00:00:00:0a:01")
@@ -88,7 +91,7 @@ def test_move_vf_into_pod_and_back(host: VethHost, nl: SplitNetlink, pod: Path) 
         inside.add_address("net1", "10.66.0.2/24")
         assert [a.cidr for a in inside.addresses("net1") if a.family == 4] == ["10.66.0.2/24"]
         inside.flush_addresses("net1")
-        inside.move_link("net1", HOST_NS, new_name=pair.name, mtu=1500, mac=pair.mac)
+        inside.move_link("net1", HOST_NS, LinkChange(new_name=pair.name, mtu=1500, mac=pair.mac))
     finally:
         inside.close()
     back = nl.link(pair.name)
@@ -118,7 +121,7 @@ def test_pf_side_vf_attributes_go_to_the_fake(host: VethHost, nl: SplitNetlink) 
     assert err.value.errno == errno.EOPNOTSUPP
     # A PF is NETNS_LOCAL: it cannot be moved into a pod.
     with pytest.raises(HostError):
-        nl.move_link(pf.netdev, HOST_NS, new_name="net1")
+        nl.move_link(pf.netdev, HOST_NS, LinkChange(new_name="net1"))
 
 
 def test_cleanup_removes_every_veth(tmp_path: Path) -> None:
@@ -138,7 +141,7 @@ def test_cleanup_after_pod_netns_took_a_vf(tmp_path: Path, pod: Path) -> None:
     with create_veth_host(tmp_path / "host", vfs=1, prefix=tag) as made:
         seam = made.netlink()
         try:
-            seam.move_link(made.pairs[0].name, pod, new_name="net1")
+            seam.move_link(made.pairs[0].name, pod, LinkChange(new_name="net1"))
         finally:
             seam.close()
     assert not [name for name in ip_links() if name.startswith(tag)]

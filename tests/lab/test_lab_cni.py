@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sriovkit.host.netlink import LinkChange
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.pci import PciAddress
 from sriovkit.ops.vf import set_num_vfs
@@ -76,7 +77,7 @@ def test_vfs_on_both_ports_into_pods_talk_and_come_back(
         for pf in PFS:
             (pf_name,) = sysfs.netdev_map()[pf]
             # igb answers VF mailbox requests only while the PF is up; carrier comes from the hub.
-            nl.set_link(pf_name, up=True)
+            nl.set_link(pf_name, LinkChange(up=True))
             vf = set_num_vfs(sysfs, pf, 1)[0]
             vfs.append(vf)
             pf_names.append(pf_name)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from sriovkit.host.netlink import LinkChange
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.pci import PciAddress
 from sriovkit.ops.vf import set_num_vfs
@@ -48,7 +49,7 @@ class Vf:
         self.nl = Pyroute2Netlink()
         (self.pf_name,) = self.sysfs.netdev_map()[PF]
         # igb answers VF mailbox requests only while the PF is up
-        self.nl.set_link(self.pf_name, up=True)
+        self.nl.set_link(self.pf_name, LinkChange(up=True))
         vf = set_num_vfs(self.sysfs, PF, 1)[0]
         self.address = str(vf.address)
         (self.name,) = vf.netdevs

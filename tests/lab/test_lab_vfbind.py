@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sriovkit.host.netlink import LinkChange
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.pci import PciAddress
 from sriovkit.model.vf import VfSettings
@@ -53,7 +54,7 @@ def test_vf_netdev_picks_up_a_new_admin_mac_after_rebind() -> None:
         # igb answers its VFs' mailbox (reset, "what is my MAC") from its interrupt handler,
         # which runs only while the PF is up: with the PF down igbvf times out and picks a
         # random MAC.
-        netlink.set_link(pf_netdev, up=True)
+        netlink.set_link(pf_netdev, LinkChange(up=True))
         apply_vf(netlink, pf_netdev, 0, VfSettings(mac=mac))
         assert netlink.vfs(pf_netdev)[0].mac == mac
     finally:

@@ -17,7 +17,7 @@ import pytest
 
 from contract.igb_refusals import Refusal, check_refusal, refusal_params
 from sriovkit.errors import HostError
-from sriovkit.host.netlink import Netlink
+from sriovkit.host.netlink import LinkChange, Netlink
 from sriovkit.model.pci import PciAddress
 from sriovkit.model.vf import LinkState, VfSettings, VlanProto
 from sriovkit.ops.vfconfig import apply_vf, read_vf, reset_vf
@@ -54,7 +54,7 @@ def lab() -> Iterator[tuple[Netlink, str]]:
     set_num_vfs(sysfs, addr, 2)
     nl = Pyroute2Netlink()
     try:
-        nl.set_link(pf, up=True)
+        nl.set_link(pf, LinkChange(up=True))
         yield nl, pf
     finally:
         nl.close()

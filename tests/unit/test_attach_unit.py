@@ -15,6 +15,7 @@ import pytest
 
 from sriovkit.errors import Busy, HostError, InvalidInput, NotFound, PluginNotAvailable
 from sriovkit.host.ipam import Ipam
+from sriovkit.host.netlink import LinkChange
 from sriovkit.host.state import StateStore
 from sriovkit.model.attachment import AttachmentKey
 from sriovkit.model.cni import CniEnv, parse_netconf
@@ -149,7 +150,7 @@ def test_stale_allocation_of_a_gone_pod_is_reclaimed(host: Host) -> None:
     attach.add(host.ctx, env, conf, raw)
     # The pod's netns is deleted and nobody ran DEL: the kernel returns a real VF to the host
     # netns under the pod's name (the fake does not emulate netns deletion, so do its part).
-    host.netlink.in_netns(pod1).move_link("net1", Path("/proc/self/ns/net"))
+    host.netlink.in_netns(pod1).move_link("net1", Path("/proc/self/ns/net"), LinkChange())
     pod1.unlink()
     env2 = host.env("ADD", "c2", host.pod("p2"))
     conf2, raw2 = host.conf(env2)
@@ -320,7 +321,7 @@ def test_del_of_a_vf_not_yet_back_from_a_deleted_netns_is_busy(host: Host) -> No
     assert [a.container_id for a in host.store.allocations()] == ["c1"]
     # The netdev comes back as the kernel returns it: under the pod's name, with its MTU.
     aside.rename(entry)
-    host.netlink.set_link(target.netdev, new_name="net1", mtu=1400)
+    host.netlink.set_link(target.netdev, LinkChange(new_name="net1", mtu=1400))
     attach.delete(host.ctx, host.env("DEL", "c1", pod), conf, raw)
     back = host.netlink.link(target.netdev)
     assert (back.name, back.mac, back.mtu) == (before.name, before.mac, before.mtu)

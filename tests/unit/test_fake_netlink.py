@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sriovkit.errors import HostError, NotFound, Timeout
+from sriovkit.host.netlink import LinkChange
 from sriovkit.model.vf import LinkState, VfSettings, VlanProto
 from sriovkit.sim import create_host
 from sriovkit.sim.netlink import FakeNetlink
@@ -167,11 +168,11 @@ def test_mlx5_starts_with_spoofchk_off() -> None:
 def test_set_link_and_move_link_in_one_request() -> None:
     nl = FakeNetlink()
     nl.add_link("vf0", mac="02:00:00:00:01:00", up=False)
-    nl.set_link("vf0", mtu=9000)
+    nl.set_link("vf0", LinkChange(mtu=9000))
     assert nl.link("vf0").mtu == 9000
     ns = Path("/run/netns/pod1")
     before = nl.requests
-    nl.move_link("vf0", ns, new_name="net1", mtu=1400, mac="02:00:00:00:01:01", up=True)
+    nl.move_link("vf0", ns, LinkChange(new_name="net1", mtu=1400, mac="02:00:00:00:01:01", up=True))
     assert nl.requests == before + 1
     with pytest.raises(NotFound):
         nl.link("vf0")
@@ -179,7 +180,7 @@ def test_set_link_and_move_link_in_one_request() -> None:
     moved = pod.link("net1")
     assert (moved.mtu, moved.mac, moved.up) == (1400, "02:00:00:00:01:01", True)
     assert [lk.name for lk in pod.links()] == ["net1"]
-    pod.move_link("net1", Path("/proc/1/ns/net"), new_name="vf0")
+    pod.move_link("net1", Path("/proc/1/ns/net"), LinkChange(new_name="vf0"))
     assert nl.link("vf0").up is False  # the kernel closes a netdev it moves
 
 
@@ -187,16 +188,16 @@ def test_rename_name_clash_is_eexist() -> None:
     nl = FakeNetlink()
     nl.add_link("a", up=True)
     nl.add_link("b", up=False)
-    nl.set_link("a", new_name="c")  # current kernels rename live netdevs too
+    nl.set_link("a", LinkChange(new_name="c"))  # current kernels rename live netdevs too
     assert nl.link("c").index == 1
     with pytest.raises(HostError) as err:
-        nl.set_link("b", new_name="c")
+        nl.set_link("b", LinkChange(new_name="c"))
     assert err.value.errno == errno.EEXIST
     with pytest.raises(HostError) as err:
-        nl.set_link("b", new_name="bad/name")
+        nl.set_link("b", LinkChange(new_name="bad/name"))
     assert err.value.errno == errno.EINVAL
     with pytest.raises(HostError) as err:
-        nl.set_link("b", mtu=20)
+        nl.set_link("b", LinkChange(mtu=20))
     assert err.value.errno == errno.EINVAL
 
 
@@ -258,7 +259,7 @@ def test_tree_carrier_gates_igb_rate(tmp_path: Path) -> None:
 
 def test_tree_link_changes_persist(tmp_path: Path) -> None:
     root = make_host(tmp_path, [("enp1s0f0", "0000:01:00.0", "ixgbe", 1)])
-    FakeNetlink(root).set_link("enp1s0f0", mtu=9000)
+    FakeNetlink(root).set_link("enp1s0f0", LinkChange(mtu=9000))
     assert FakeNetlink(root).link("enp1s0f0").mtu == 9000
 
 
@@ -302,10 +303,10 @@ def test_link_names_match_the_links_after_renames_and_moves(tmp_path: Path) -> N
     vf_netdev = next(n for n in nl.link_names() if n not in {p.netdev for p in host.pfs})
     pf = host.pfs[0].netdev
     assert pf is not None
-    nl.set_link(pf, new_name="uplink0")
+    nl.set_link(pf, LinkChange(new_name="uplink0"))
     pod = tmp_path / "pod-netns"
     pod.touch()
-    nl.move_link(vf_netdev, pod, new_name="net1")
+    nl.move_link(vf_netdev, pod, LinkChange(new_name="net1"))
     names = nl.link_names()
     assert names == [lk.name for lk in nl.links()]
     assert "uplink0" in names and pf not in names and vf_netdev not in names

@@ -1,9 +1,16 @@
-"""The netlink seam: a small typed protocol in domain verbs.
+"""The netlink seams: small typed protocols in domain verbs, one per concern.
 
-Two implementations: `sriovkit.host._pyroute2.Pyroute2Netlink` (the real kernel, the only module
-that imports pyroute2) and `sriovkit.sim.netlink.FakeNetlink` (a stateful fake that refuses what
-the real drivers refuse, with the same errno). Every implementation raises only sriovkit errors:
-`NotFound` for a missing link, `HostError(msg, errno=...)` for what the kernel refused.
+A caller takes the narrowest one it needs: `Links` (links, moves, renames, altnames, the netns
+the seam is bound to), `VfAttrs` (VF attributes set through a PF), `Addresses` (IP addresses
+and routes), and `Bonds` (empty until issue 12 adds bonding). `Netlink` is all of them at once:
+what an implementation provides and what `AttachContext.netlink` holds.
+
+Implementations: `sriovkit.host._pyroute2.Pyroute2Netlink` (the real kernel; it and its
+`_pyroute2_*` parts are the only modules that import pyroute2), `sriovkit.sim.netlink.FakeNetlink`
+(a stateful fake that refuses what the real drivers refuse, with the same errno) and
+`sriovkit.sim.veth_netlink.SplitNetlink` (veth mode: the kernel's links, the fake's VF
+attributes). Every implementation raises only sriovkit errors: `NotFound` for a missing link,
+`HostError(msg, errno=...)` for what the kernel refused.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from sriovkit.model.vf import VfInfo, VfSettings
 
@@ -67,9 +74,39 @@ class Route:
     scope: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class LinkChange:
+    """What one RTM_SETLINK changes on a link besides its netns: name, MTU, MAC, admin state.
+
+    None leaves that attribute as it is. One value object for `set_link` and `move_link`, so
+    the four attributes are spelled out once, not in every implementation and caller.
+    """
+
+    new_name: str | None = None
+    mtu: int | None = None
+    mac: str | None = None
+    up: bool | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when the change sets nothing."""
+        return self.new_name is None and self.mtu is None and self.mac is None and self.up is None
+
+
 @runtime_checkable
-class Netlink(Protocol):
-    """Domain verbs over rtnetlink, bound to one network namespace."""
+class Links(Protocol):
+    """Links of one network namespace: look up, find by device, configure, move, wait."""
+
+    @property
+    def netdevs_die_with_netns(self) -> bool:
+        """True when the VF netdevs this seam shows are stand-ins destroyed with their netns.
+
+        A real VF netdev whose pod netns is deleted comes back to the host netns (once the
+        kernel's asynchronous netns cleanup ran); the veth end standing in for a VF in a
+        veth-mode simulated host is destroyed instead. Only the veth-mode seam says True, so
+        the VF identity and DEL paths never guess from a netdev they cannot find.
+        """
+        ...
 
     def links(self) -> list[LinkInfo]:
         """Every link in the namespace."""
@@ -97,6 +134,39 @@ class Netlink(Protocol):
         """The id this seam's netns gives the netns at `netns` (RTM_GETNSID), None if none."""
         ...
 
+    def set_link(self, name: str, change: LinkChange) -> LinkInfo:
+        """Rename / set MTU / MAC / admin state of a link in one request; returns the new state."""
+        ...
+
+    def move_link(self, name: str, netns: Path, change: LinkChange) -> None:
+        """Move `name` into the netns at path `netns`, with `change` applied, in one message."""
+        ...
+
+    def del_altname(self, name: str, altname: str) -> None:
+        """Drop an alternative name of a link (a moved VF must not keep a name that clashes)."""
+        ...
+
+    def add_altname(self, name: str, altname: str) -> None:
+        """Give a link an alternative name back (what DEL restores after a pod had the VF)."""
+        ...
+
+    def wait_link(self, name: str, timeout: float) -> LinkInfo:
+        """Wait on link events (no polling) until `name` exists; Timeout if it never does."""
+        ...
+
+    def in_netns(self, netns: Path) -> Self:
+        """A seam of the same kind bound to the netns at `netns` (close it when done)."""
+        ...
+
+    def close(self) -> None:
+        """Release the socket."""
+        ...
+
+
+@runtime_checkable
+class VfAttrs(Protocol):
+    """VF attributes as a PF reports and sets them (IFLA_VFINFO_LIST on the PF's link)."""
+
     def vfs(self, pf: str) -> list[VfInfo]:
         """The VF attributes the PF `pf` reports (IFLA_VFINFO_LIST), by VF index."""
         ...
@@ -111,38 +181,10 @@ class Netlink(Protocol):
         """
         ...
 
-    def set_link(
-        self,
-        name: str,
-        *,
-        new_name: str | None = None,
-        mtu: int | None = None,
-        mac: str | None = None,
-        up: bool | None = None,
-    ) -> LinkInfo:
-        """Rename / set MTU / MAC / admin state of a link in one request; returns the new state."""
-        ...
 
-    def move_link(
-        self,
-        name: str,
-        netns: Path,
-        *,
-        new_name: str | None = None,
-        mtu: int | None = None,
-        mac: str | None = None,
-        up: bool | None = None,
-    ) -> None:
-        """Move `name` into the netns at path `netns`, renamed and configured, in one message."""
-        ...
-
-    def del_altname(self, name: str, altname: str) -> None:
-        """Drop an alternative name of a link (a moved VF must not keep a name that clashes)."""
-        ...
-
-    def add_altname(self, name: str, altname: str) -> None:
-        """Give a link an alternative name back (what DEL restores after a pod had the VF)."""
-        ...
+@runtime_checkable
+class Addresses(Protocol):
+    """IP addresses on links and main-table routes."""
 
     def addresses(self, name: str) -> list[Address]:
         """IP addresses on the link."""
@@ -164,22 +206,29 @@ class Netlink(Protocol):
         """Add a main-table route (`dst` a CIDR or `default`)."""
         ...
 
-    def wait_link(self, name: str, timeout: float) -> LinkInfo:
-        """Wait on link events (no polling) until `name` exists; Timeout if it never does."""
-        ...
 
-    def in_netns(self, netns: Path) -> Netlink:
-        """A Netlink of the same kind bound to the netns at `netns` (close it when done)."""
-        ...
+@runtime_checkable
+class Bonds(Protocol):
+    """Bond links and their slaves: empty until issue 12 (`sriovkit bond`, `sriov-bond`).
 
-    def close(self) -> None:
-        """Release the socket."""
-        ...
+    Its verbs (create a bond with its mode and options, enslave, release, read its state) go
+    here, and each implementation grows a part beside its links/VF/address parts.
+    """
+
+
+@runtime_checkable
+class Netlink(Links, VfAttrs, Addresses, Bonds, Protocol):
+    """Every netlink concern over rtnetlink, bound to one network namespace."""
 
 
 __all__ = [
     "Address",
+    "Addresses",
+    "Bonds",
+    "LinkChange",
     "LinkInfo",
+    "Links",
     "Netlink",
     "Route",
+    "VfAttrs",
 ]

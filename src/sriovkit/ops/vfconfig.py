@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from sriovkit.errors import HostError, NotFound
-from sriovkit.host.netlink import Netlink
+from sriovkit.host.netlink import VfAttrs
 from sriovkit.model.vf import (
     ATTR_FIELDS,
     DEFAULT_SETTINGS,
@@ -46,7 +46,7 @@ class VfChange:
         return bool(self.changes)
 
 
-def read_vf(netlink: Netlink, pf: str, index: int) -> VfInfo:
+def read_vf(netlink: VfAttrs, pf: str, index: int) -> VfInfo:
     """VF `index` as the PF reports it; NotFound if the PF has no such VF."""
     vfs = netlink.vfs(pf)
     for vf in vfs:
@@ -56,7 +56,7 @@ def read_vf(netlink: Netlink, pf: str, index: int) -> VfInfo:
 
 
 def apply_vf(
-    netlink: Netlink, pf: str, index: int, desired: VfSettings, *, dry_run: bool = False
+    netlink: VfAttrs, pf: str, index: int, desired: VfSettings, *, dry_run: bool = False
 ) -> VfChange:
     """Make VF `index` of `pf` match `desired` (None fields untouched) in one netlink request.
 
@@ -77,13 +77,13 @@ def apply_vf(
     return VfChange(pf, index, before, after, plan.changes, plan.request)
 
 
-def reset_vf(netlink: Netlink, pf: str, index: int, *, dry_run: bool = False) -> VfChange:
+def reset_vf(netlink: VfAttrs, pf: str, index: int, *, dry_run: bool = False) -> VfChange:
     """Put VF `index` back to what a freshly created VF looks like (`DEFAULT_SETTINGS`)."""
     return apply_vf(netlink, pf, index, DEFAULT_SETTINGS, dry_run=dry_run)
 
 
 def _fail(
-    netlink: Netlink,
+    netlink: VfAttrs,
     pf: str,
     index: int,
     before: VfInfo,
@@ -124,7 +124,7 @@ def _fail(
     )
 
 
-def _restore(netlink: Netlink, pf: str, index: int, now: VfInfo, before: VfInfo) -> str | None:
+def _restore(netlink: VfAttrs, pf: str, index: int, now: VfInfo, before: VfInfo) -> str | None:
     """Put back what changed; None on success, else what went wrong.
 
     One request first (mac comes first in kernel order: some drivers refuse other changes while

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sriovkit.errors import NotFound
-from sriovkit.host.netlink import Address, LinkInfo, Netlink, Route
+from sriovkit.host.netlink import Address, LinkChange, LinkInfo, Netlink, Route
 from sriovkit.model.vf import VfInfo, VfSettings
 from sriovkit.sim.veth import VethPair, load_pairs
 
@@ -20,7 +20,13 @@ class SplitNetlink:
     `tree_links` are the netdevs that exist only in the tree (the PFs and other simulated
     NICs): requests naming them, and every VF attribute request, go to `pf_side`; the rest go
     to `kernel`.
+
+    The VF netdevs it shows are veth ends standing in for VFs: deleting the netns a veth end is
+    in destroys the pair, where a real VF netdev would come back to the host netns. So this
+    seam says `netdevs_die_with_netns`, and DEL does not wait for such a netdev to return.
     """
+
+    netdevs_die_with_netns = True
 
     def __init__(
         self,
@@ -104,30 +110,13 @@ class SplitNetlink:
         """VF attributes through the fake, with the PF driver's capability table."""
         self.pf_side.set_vf(pf, index, settings)
 
-    def set_link(
-        self,
-        name: str,
-        *,
-        new_name: str | None = None,
-        mtu: int | None = None,
-        mac: str | None = None,
-        up: bool | None = None,
-    ) -> LinkInfo:
+    def set_link(self, name: str, change: LinkChange) -> LinkInfo:
         """Rename / MTU / MAC / admin state on whichever side holds the link."""
-        return self._for(name).set_link(name, new_name=new_name, mtu=mtu, mac=mac, up=up)
+        return self._for(name).set_link(name, change)
 
-    def move_link(
-        self,
-        name: str,
-        netns: Path,
-        *,
-        new_name: str | None = None,
-        mtu: int | None = None,
-        mac: str | None = None,
-        up: bool | None = None,
-    ) -> None:
+    def move_link(self, name: str, netns: Path, change: LinkChange) -> None:
         """A real netns move for a veth end (a PF refuses, as the fake's NETNS_LOCAL PF does)."""
-        self._for(name).move_link(name, netns, new_name=new_name, mtu=mtu, mac=mac, up=up)
+        self._for(name).move_link(name, netns, change)
 
     def add_altname(self, name: str, altname: str) -> None:
         """Add an altname on whichever side holds the link."""
@@ -164,7 +153,7 @@ class SplitNetlink:
         """Wait for a link on whichever side would hold it."""
         return self._for(name).wait_link(name, timeout)
 
-    def in_netns(self, netns: Path) -> Netlink:
+    def in_netns(self, netns: Path) -> SplitNetlink:
         """The seam bound to another netns: there are no tree-only links there."""
         kernel = self.kernel.in_netns(netns)
         try:

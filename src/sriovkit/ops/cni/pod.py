@@ -7,12 +7,12 @@ import contextlib
 from pathlib import Path
 
 from sriovkit.errors import BadEnv, HostError, NotFound
-from sriovkit.host.netlink import Netlink
+from sriovkit.host.netlink import Addresses, Links
 from sriovkit.model.cni_result import CniResult
 from sriovkit.ops.cni.context import AttachContext
 
 
-def require_free_name(pod: Netlink, ifname: str, netns: Path) -> None:
+def require_free_name(pod: Links, ifname: str, netns: Path) -> None:
     """Refuse an ifname the pod already uses, before anything changes.
 
     Otherwise the kernel would move the link in and set its MAC and MTU before refusing the
@@ -31,7 +31,7 @@ def require_free_name(pod: Netlink, ifname: str, netns: Path) -> None:
     )
 
 
-def configure_addresses(pod: Netlink, ifname: str, ipam: CniResult) -> None:
+def configure_addresses(pod: Addresses, ifname: str, ipam: CniResult) -> None:
     """Addresses, then routes (a route's gateway must be reachable through an address)."""
     for ip in ipam.ips:
         pod.add_address(ifname, ip.address)

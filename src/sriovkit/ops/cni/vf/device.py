@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sriovkit.errors import HostError, InvalidInput, NotFound, SriovkitError
-from sriovkit.host.netlink import LinkInfo, Netlink
+from sriovkit.host.netlink import LinkChange, LinkInfo, Links, Netlink, VfAttrs
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.attachment import VfAttachment, VfOriginalState
 from sriovkit.model.pci import PciAddress
@@ -83,7 +83,7 @@ def require_netdev(vf: VfTarget) -> str:
     return vf.netdev
 
 
-def _apply_pf(netlink: Netlink, record: VfAttachment, settings: VfSettings) -> None:
+def _apply_pf(netlink: VfAttrs, record: VfAttachment, settings: VfSettings) -> None:
     if record.pf is None or record.vf_index is None:
         return
     # NotFound: the PF lost its VFs (sriov_numvfs went to 0): nothing left to restore.
@@ -91,7 +91,7 @@ def _apply_pf(netlink: Netlink, record: VfAttachment, settings: VfSettings) -> N
         apply_vf(netlink, record.pf, record.vf_index, settings)
 
 
-def restore_pf_side(netlink: Netlink, record: VfAttachment) -> None:
+def restore_pf_side(netlink: VfAttrs, record: VfAttachment) -> None:
     """Put the PF-side VF attributes back (one request, verified; mac first in kernel order)."""
     _apply_pf(netlink, record, record.original.vf_settings())
 
@@ -110,12 +110,12 @@ def needs_trust_for_mac(settings: VfSettings, current_trust: bool | None) -> boo
 
 def mac_while_trusted(netlink: Netlink, record: VfAttachment, mac: str | None) -> None:
     """Give the VF netdev (still in the host) `mac`, then take the PF-side trust away."""
-    netlink.set_link(record.original.name, mac=mac)
+    netlink.set_link(record.original.name, LinkChange(mac=mac))
     _apply_pf(netlink, record, VfSettings(trust=False))
 
 
 @contextlib.contextmanager
-def pf_side_restored(netlink: Netlink, record: VfAttachment) -> Iterator[None]:
+def pf_side_restored(netlink: VfAttrs, record: VfAttachment) -> Iterator[None]:
     """Put the PF side back; the body gives the netdev its own MAC back, trusted if need be.
 
     Admin MAC before the netdev's: some drivers (i40e with trust off) refuse a netdev MAC that
@@ -147,23 +147,18 @@ def pf_side_restored(netlink: Netlink, record: VfAttachment) -> Iterator[None]:
 
 
 def move_home(
-    pod: Netlink, ifname: str, original: VfOriginalState, up: bool, host_netns: Path
+    pod: Links, ifname: str, original: VfOriginalState, up: bool, host_netns: Path
 ) -> None:
     """Move the VF netdev `ifname` from the pod back to the host netns as it was, in one message.
 
     Its IPv4/IPv6 addresses and routes are dropped by the kernel on the namespace change.
     """
-    pod.move_link(
-        ifname,
-        host_netns,
-        new_name=original.name,
-        mtu=original.mtu,
-        mac=original.effective_mac or None,
-        up=up,
-    )
+    mac = original.effective_mac or None
+    change = LinkChange(new_name=original.name, mtu=original.mtu, mac=mac, up=up)
+    pod.move_link(ifname, host_netns, change)
 
 
-def bring_home(host: Netlink, pod: Netlink, record: VfAttachment, host_netns: Path) -> bool:
+def bring_home(host: Links, pod: Links, record: VfAttachment, host_netns: Path) -> bool:
     """Move the VF of `record` from `pod` back to the host as it was; False if it is not there.
 
     The one way a VF leaves a pod, for DEL, GC and ADD's rollback alike. The VF is found by its
@@ -196,9 +191,9 @@ def undo_move(netlink: Netlink, record: VfAttachment, host_netns: Path) -> None:
         _undo_move(netlink, record, host_netns)
 
 
-def _undo_move(netlink: Netlink, record: VfAttachment, host_netns: Path) -> None:
+def _undo_move(netlink: Links, record: VfAttachment, host_netns: Path) -> None:
     try:
-        pod: Netlink | None = netlink.in_netns(Path(record.netns))
+        pod: Links | None = netlink.in_netns(Path(record.netns))
     except HostError:
         pod = None  # the pod netns went away: a real VF returns to the host by itself
     if pod is not None:
@@ -217,16 +212,19 @@ def _undo_move(netlink: Netlink, record: VfAttachment, host_netns: Path) -> None
     fix_in_host(netlink, link.name, record.original, original_up(record.original))
 
 
-def on_its_way_back(sysfs: Sysfs, record: VfAttachment) -> bool:
+def on_its_way_back(sysfs: Sysfs, links: Links, record: VfAttachment) -> bool:
     """Whether the VF netdev of `record` is still in a dying netns, not yet back in the host.
 
     The kernel returns a VF netdev from a deleted netns only once the netns cleanup ran, which
     is asynchronous (seconds on a busy host). Until then sysfs shows the VF bound to its kernel
     driver but with no netdev in the host netns. A userspace or no driver means no netdev
-    will ever come back; a netdev sysfs names but netlink does not know (the caller looked) is
-    the veth-mode stand-in destroyed with its netns: sysfs and netlink see the same netns on a
-    real host and cannot disagree that way.
+    will ever come back. Nor does a stand-in the seam says died with its netns
+    (`Links.netdevs_die_with_netns`: only the veth-mode simulated host's seam, whose veth end
+    is destroyed with the pod netns while its simulated sysfs keeps naming it): that is asked
+    of the seam, never inferred from sysfs naming a netdev netlink did not find.
     """
+    if links.netdevs_die_with_netns:
+        return False
     driver = sysfs.link_base(record.pci, "driver")
     if driver is None or driver in USERSPACE_DRIVERS:
         return False
@@ -238,7 +236,7 @@ def original_up(original: VfOriginalState) -> bool:
     return original.up
 
 
-def restore_altnames(netlink: Netlink, original: VfOriginalState) -> None:
+def restore_altnames(netlink: Links, original: VfOriginalState) -> None:
     """Give the VF netdev back the altnames ADD dropped in the pod (udev's names, say)."""
     if not original.altnames:
         return
@@ -248,26 +246,28 @@ def restore_altnames(netlink: Netlink, original: VfOriginalState) -> None:
             netlink.add_altname(original.name, alt)
 
 
-def fix_in_host(netlink: Netlink, name: str, original: VfOriginalState, up: bool) -> None:
+def fix_in_host(netlink: Links, name: str, original: VfOriginalState, up: bool) -> None:
     """A VF netdev found in the host netns under `name`: rename it back, MTU, MAC, admin state."""
     link = netlink.link(name)
     for alt in link.altnames:
         if alt not in original.altnames:  # given by the pod; it came back with the VF
             netlink.del_altname(name, alt)
     if link.name != original.name and link.up:
-        netlink.set_link(name, up=False)  # renaming a running netdev is refused (EBUSY)
+        netlink.set_link(name, LinkChange(up=False))  # renaming a running netdev is refused (EBUSY)
     mac = original.effective_mac or None
     netlink.set_link(
         name,
-        new_name=original.name if link.name != original.name else None,
-        mtu=original.mtu if link.mtu != original.mtu else None,
-        mac=mac if mac != link.mac else None,
-        up=up,
+        LinkChange(
+            new_name=original.name if link.name != original.name else None,
+            mtu=original.mtu if link.mtu != original.mtu else None,
+            mac=mac if mac != link.mac else None,
+            up=up,
+        ),
     )
 
 
 def find_in_host(
-    netlink: Netlink,
+    netlink: Links,
     record: VfAttachment,
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,

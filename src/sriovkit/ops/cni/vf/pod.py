@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sriovkit.errors import HostError
-from sriovkit.host.netlink import LinkInfo, Netlink
+from sriovkit.host.netlink import LinkChange, LinkInfo, Links
 from sriovkit.model.attachment import VfAttachment
 from sriovkit.model.cni import NetConf
 from sriovkit.model.cni_result import CniResult, Interface, IpConfig
@@ -15,7 +15,7 @@ from sriovkit.ops.vfconfig import read_vf
 
 def move_in(
     ctx: AttachContext,
-    pod: Netlink,
+    pod: Links,
     conf: NetConf,
     record: VfAttachment,
     netns: Path,
@@ -25,14 +25,8 @@ def move_in(
 
     Returns the VF's link as the pod sees it (for the result), found by its device.
     """
-    ctx.netlink.move_link(
-        record.original.name,
-        netns,
-        new_name=record.ifname,
-        mtu=conf.mtu,
-        mac=mac,
-        up=True,
-    )
+    change = LinkChange(new_name=record.ifname, mtu=conf.mtu, mac=mac, up=True)
+    ctx.netlink.move_link(record.original.name, netns, change)
     link = pod.find_device(record.device_id, hint=record.ifname)
     if link is None or link.name != record.ifname:
         where = "missing" if link is None else f"called {link.name}"

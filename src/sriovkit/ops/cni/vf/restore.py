@@ -65,7 +65,7 @@ def _netdev_home(ctx: AttachContext, record: VfAttachment) -> None:
             f"VF {record.device_id} is not in the pod netns {record.netns} (under any name) "
             "nor in the host netns"
         )
-    if on_its_way_back(ctx.sysfs, record):
+    if on_its_way_back(ctx.sysfs, ctx.netlink, record):
         # The netns cleanup has not returned the netdev yet: forgetting the VF now would let
         # the next ADD take the pod's name and settings for the VF's original ones.
         raise Busy(

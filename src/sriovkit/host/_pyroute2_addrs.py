@@ -1,0 +1,77 @@
+"""The pyroute2 seam's addresses part: IP addresses on links, main-table routes."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from sriovkit.host._pyroute2_conn import Rtnl, mapped
+from sriovkit.host.netlink import Address, Route
+
+
+class Pyroute2Addresses(Rtnl):
+    """`Addresses` on the running kernel (see `sriovkit.host.netlink.Addresses`)."""
+
+    def addresses(self, name: str) -> list[Address]:
+        """Addresses on the link."""
+        index = self.link(name).index
+        with mapped(f"cannot list addresses of {name}", name):
+            msgs = self._ipr.get_addr(index=index)
+        return [
+            Address(index, str(m.get_attr("IFA_ADDRESS")), int(m["prefixlen"]))
+            for m in msgs
+            if m.get_attr("IFA_ADDRESS") is not None
+        ]
+
+    def add_address(self, name: str, cidr: str) -> None:
+        """Add `cidr` to the link."""
+        iface = ipaddress.ip_interface(cidr)
+        args: dict[str, Any] = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+        if iface.version == 4 and iface.network.prefixlen < 31:
+            # As `ip addr add ... brd +` and the reference plugins do: without IFA_BROADCAST
+            # the kernel leaves the address without one, and subnet broadcasts go unanswered.
+            args["broadcast"] = str(iface.network.broadcast_address)
+        with self._on(name, f"failed to add {cidr} to {name}") as index:
+            self._ipr.addr("add", index=index, **args)
+
+    def flush_addresses(self, name: str) -> None:
+        """Remove every address from the link."""
+        index = self.link(name).index
+        with mapped(f"failed to flush addresses of {name}", name):
+            self._ipr.flush_addr(index=index)
+
+    def routes(self, name: str | None = None) -> list[Route]:
+        """Main-table routes (IPv4 and IPv6), optionally only through `name`."""
+        oif = self.link(name).index if name is not None else None
+        with mapped("cannot list routes"):
+            msgs = list(self._ipr.get_routes(table=254))
+        out = []
+        for m in msgs:
+            if oif is not None and m.get_attr("RTA_OIF") != oif:
+                continue
+            dst = m.get_attr("RTA_DST")
+            out.append(
+                Route(
+                    dst=f"{dst}/{m['dst_len']}" if dst else "default",
+                    gateway=m.get_attr("RTA_GATEWAY"),
+                    ifindex=m.get_attr("RTA_OIF"),
+                    table=int(m.get_attr("RTA_TABLE") or m["table"]),
+                    scope=int(m["scope"]),
+                )
+            )
+        return out
+
+    def add_route(self, dst: str, *, gateway: str | None = None, dev: str | None = None) -> None:
+        """Add a main-table route."""
+        args: dict[str, Any] = {"dst": "0.0.0.0/0" if dst == "default" else dst}
+        if gateway is not None:
+            args["gateway"] = gateway
+            if dst == "default" and ":" in gateway:
+                args["dst"] = "::/0"
+        if dev is not None:
+            args["oif"] = self._index(dev)
+        with mapped(f"failed to add route {dst}", dev):
+            self._ipr.route("add", **args)
+
+
+__all__ = ["Pyroute2Addresses"]

@@ -1,0 +1,140 @@
+"""The rtnetlink connection the pyroute2 seam's parts share: socket, error mapping, link lookups.
+
+`Pyroute2Netlink` (`_pyroute2.py`) is composed of parts by concern (`_pyroute2_links.py`,
+`_pyroute2_vfs.py`, `_pyroute2_addrs.py`), each a subclass of `Rtnl`, so they share one socket
+and one name -> ifindex cache. pyroute2 itself is imported only when a seam is opened.
+
+Namespaces: a socket for another netns is opened by a short-lived thread that enters the namespace,
+creates the socket and exits; the socket stays in the namespace it was created in. The calling
+thread never changes namespace (the agent's main thread must not, see DESIGN.md), and no child
+process is forked (pyroute2's own netns support forks one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as errno_mod
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Self
+
+from sriovkit.errors import HostError, NotFound
+from sriovkit.host.netlink import LinkInfo
+from sriovkit.host.netns import socket_in_netns as netns_socket
+
+_NETLINK_ROUTE = 0
+RTEXT_FILTER_VF = 1
+_IFF_UP = 1
+
+
+def socket_in_netns(netns: Path, groups: int = 0) -> socket.socket:
+    """An rtnetlink socket created inside the netns at `netns`, without moving this thread."""
+    return netns_socket(
+        netns, socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE, (0, groups) if groups else None
+    )
+
+
+@contextlib.contextmanager
+def mapped(what: str, name: str | None = None) -> Iterator[None]:
+    """NetlinkError/OSError -> our errors, naming what failed and on which device."""
+    from pyroute2.netlink.exceptions import NetlinkError  # noqa: PLC0415
+
+    try:
+        yield
+    except NetlinkError as exc:
+        code = int(exc.code)
+        if code == errno_mod.ENODEV and name is not None:
+            raise NotFound(f"link {name} not found") from exc
+        raise HostError(f"{what}: {os.strerror(code)}", errno=code) from exc
+    except OSError as exc:
+        code = exc.errno or errno_mod.EIO
+        raise HostError(f"{what}: {os.strerror(code)}", errno=code) from exc
+
+
+def link_info(msg: Any) -> LinkInfo:
+    """One RTM_NEWLINK message (pyroute2) as a typed record."""
+    linkinfo = msg.get_attr("IFLA_LINKINFO")
+    props = msg.get_attr("IFLA_PROP_LIST")
+    flags = int(msg["flags"])
+    return LinkInfo(
+        index=int(msg["index"]),
+        name=str(msg.get_attr("IFLA_IFNAME")),
+        mac=str(msg.get_attr("IFLA_ADDRESS") or "00:00:00:00:00:00"),
+        mtu=int(msg.get_attr("IFLA_MTU") or 0),
+        operstate=str(msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN").lower(),
+        carrier=bool(msg.get_attr("IFLA_CARRIER")),
+        up=bool(flags & _IFF_UP),
+        kind=linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None,
+        altnames=tuple(props.get_attrs("IFLA_ALT_IFNAME")) if props is not None else (),
+        num_vfs=int(msg.get_attr("IFLA_NUM_VF") or 0),
+        parent=msg.get_attr("IFLA_PARENT_DEV_NAME"),
+        link_netnsid=msg.get_attr("IFLA_LINK_NETNSID"),
+        master=msg.get_attr("IFLA_MASTER"),
+        link=msg.get_attr("IFLA_LINK"),
+        parent_bus=msg.get_attr("IFLA_PARENT_DEV_BUS_NAME"),
+    )
+
+
+class Rtnl:
+    """One rtnetlink socket bound to the caller's netns or to `netns`, and its link lookups."""
+
+    def __init__(self, netns: Path | None = None) -> None:
+        from pyroute2 import IPRoute  # noqa: PLC0415 - ~140 ms, paid only by real hosts
+
+        self.netns = netns
+        # name -> ifindex of links this seam looked up. A seam lives for one request (the VF's
+        # lock held), and a lookup costs a netlink round trip (~0.5 ms), so the index found by
+        # the first lookup serves the later requests on the same link. An index never names
+        # another device (the kernel allocates them afresh), so a stale entry can only fail
+        # with ENODEV, never act on the wrong link; moves, renames and errors drop entries.
+        self._indexes: dict[str, int] = {}
+        with mapped("cannot open rtnetlink"):
+            if netns is None:
+                self._ipr = IPRoute(groups=0)
+            else:
+                sock = socket_in_netns(netns)
+                self._ipr = IPRoute(groups=0, fileno=sock.detach())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket (and pyroute2's event loop)."""
+        self._ipr.close()
+
+    def _get(self, name: str) -> Any:
+        with mapped(f"cannot read link {name}", name):
+            return self._ipr.link("get", ifname=name, ext_mask=RTEXT_FILTER_VF)[0]
+
+    def link(self, name: str) -> LinkInfo:
+        """The link called `name` (the kernel also resolves altnames)."""
+        info = link_info(self._get(name))
+        self._indexes[name] = self._indexes[info.name] = info.index
+        return info
+
+    def _index(self, name: str) -> int:
+        index = self._indexes.get(name)
+        return index if index is not None else self.link(name).index
+
+    def _forget(self, index: int) -> None:
+        for key in [k for k, v in self._indexes.items() if v == index]:
+            del self._indexes[key]
+
+    @contextlib.contextmanager
+    def _on(self, name: str, what: str) -> Iterator[int]:
+        """The link's index for one request; its cache entries go if the request fails."""
+        index = self._index(name)
+        try:
+            with mapped(what, name):
+                yield index
+        except (HostError, NotFound):
+            self._forget(index)
+            raise
+
+
+__all__ = ["RTEXT_FILTER_VF", "Rtnl", "link_info", "mapped", "socket_in_netns"]
