@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gc
+import os
 
 import pytest
 
-from sriovkit.host.process import paused_gc
+from sriovkit.host.process import paused_gc, umask
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -20,3 +21,14 @@ def test_paused_gc_restores_the_previous_state(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_umask_restores_the_previous_mask_also_on_error() -> None:
+    before = os.umask(0o022)
+    try:
+        with pytest.raises(RuntimeError), umask(0o177):
+            assert os.umask(0o177) == 0o177  # read it back (umask() only sets and returns)
+            raise RuntimeError
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(before)

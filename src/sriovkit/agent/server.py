@@ -53,6 +53,7 @@ from sriovkit.agent.reader import Budget, Reader, Request
 from sriovkit.cni import shim
 from sriovkit.cni.dispatch import ContextFactory, StillWanted, execute, host_context
 from sriovkit.errors import Abandoned, Busy, HostError
+from sriovkit.host.process import umask
 
 DEFAULT_SOCKET = Path(shim.DEFAULT_SOCKET)
 SOCKET_ENV = shim.SOCKET_ENV.decode()
@@ -154,14 +155,12 @@ class Agent:
             os.unlink(self.path)
             log.info("removed stale socket %s", self.path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)  # the socket is born 0600: no window where others can connect
         try:
-            listener.bind(str(self.path))
+            with umask(0o177):  # the socket is born 0600: no window where others can connect
+                listener.bind(str(self.path))
         except OSError as exc:
             listener.close()
             raise HostError(f"cannot bind {self.path}: {exc.strerror}", exc.errno) from None
-        finally:
-            os.umask(old)
         os.chmod(self.path, 0o600)
         self._inode = os.lstat(self.path).st_ino
         listener.listen(512)  # 64+ pods may start at once; the kernel caps at somaxconn

@@ -7,10 +7,11 @@ requests on other threads meanwhile), so nothing flips one without restoring it 
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["paused_gc"]
+__all__ = ["paused_gc", "umask"]
 
 
 @contextmanager
@@ -23,3 +24,18 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    """The process umask set to `mask` inside the block, the previous one back after.
+
+    Only for a file the kernel creates with no mode argument of ours (a unix socket's bind):
+    everything else passes its mode to open() and fchmod()s it. Other threads creating files
+    meanwhile get `mask` too, so the block must be as short as one system call.
+    """
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)

@@ -33,34 +33,20 @@ import re
 import secrets
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sriovkit.errors import HostError, InvalidInput, NotFound
-from sriovkit.host.atomicfile import write_file
 from sriovkit.sim.host import SimHost, create_host
 from sriovkit.sim.machine import HOST_JSON
 from sriovkit.sim.spec import decode, encode
+from sriovkit.sim.veth_pairs import VETH_MARKER, VethPair, load_pairs, save_pairs
 
 if TYPE_CHECKING:
     from sriovkit.sim.veth_netlink import SplitNetlink
 
-VETH_MARKER = ".sriovkit-sim/veth.json"
 _PREFIX = re.compile(r"[a-z][a-z0-9]{0,7}")
 _IFNAMSIZ = 15
-
-
-@dataclass(frozen=True, slots=True)
-class VethPair:
-    """One VF netdev of the tree and the real veth pair standing in for it."""
-
-    pf: str  # PF PCI address
-    index: int  # VF index on the PF
-    vf: str  # VF PCI address
-    name: str  # the VF end: the tree's netdev name
-    peer: str  # the other end, kept in the host netns
-    mac: str  # the tree's MAC, given to the VF end
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -113,27 +99,13 @@ class VethHost:
 
     def netlink(self) -> SplitNetlink:
         """The split netlink seam for this host (close it when done)."""
-        from sriovkit.sim.veth_netlink import open_veth_netlink  # noqa: PLC0415 - a cycle
+        from sriovkit.sim.veth_netlink import open_veth_netlink  # noqa: PLC0415 - pyroute2
 
         return open_veth_netlink(self.root)
 
     def cleanup(self) -> None:
         """Delete every veth pair (idempotent); the tree stays."""
         remove_veths(self.root)
-
-
-def load_pairs(root: Path) -> list[VethPair]:
-    """The veth pairs recorded for the host at `root` (none when it is not in veth mode)."""
-    try:
-        data = json.loads((Path(root) / VETH_MARKER).read_text())
-    except FileNotFoundError:
-        return []
-    return [VethPair(**p) for p in data["pairs"]]
-
-
-def _save(root: Path, pairs: list[VethPair]) -> None:
-    data = {"token": secrets.token_hex(8), "pairs": [asdict(p) for p in pairs]}
-    write_file(Path(root) / VETH_MARKER, json.dumps(data, indent=1).encode())
 
 
 def remove_veths(root: Path) -> None:
@@ -197,7 +169,7 @@ def create_veth_host(
             planned.append(
                 VethPair(pf.address, index, vf, name, f"{prefix}{number}r{index}", pf.vf_mac(index))
             )
-    _save(root, planned)  # first, so a crash half-way still knows what to delete
+    save_pairs(root, planned)  # first, so a crash half-way still knows what to delete
     try:
         for pair in planned:
             _make_pair(root, pair)

@@ -11,7 +11,7 @@ from pathlib import Path
 from sriovkit.errors import NotFound
 from sriovkit.host.netlink import Address, LinkChange, LinkInfo, Netlink, Route
 from sriovkit.model.vf import VfInfo, VfSettings
-from sriovkit.sim.veth import VethPair, load_pairs
+from sriovkit.sim.veth_pairs import VethPair, load_pairs
 
 
 class SplitNetlink:
