@@ -35,8 +35,8 @@ def open_netlink(root: Path) -> Netlink:
     pyroute2 seam (the caller closes it)."""
     if is_simulated(root):
         from sriovkit.sim.netlink import FakeNetlink  # noqa: PLC0415
-        from sriovkit.sim.veth_pairs import VETH_MARKER  # noqa: PLC0415
         from sriovkit.sim.veth_netlink import open_veth_netlink  # noqa: PLC0415
+        from sriovkit.sim.veth_pairs import VETH_MARKER  # noqa: PLC0415
 
         if (Path(root) / VETH_MARKER).is_file():
             return open_veth_netlink(Path(root))
