@@ -90,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the boundary: a bug is one line too, never a traceback
+        if os.environ.get("SRIOVKIT_DEBUG"):
+            raise
+        click.echo(
+            f"sriovkit: internal error: {type(exc).__name__}: {exc} "
+            "(set SRIOVKIT_DEBUG=1 for the traceback)",
+            err=True,
+        )
+        return 1
     # Without standalone mode click hands back what `ctx.exit(code)` was given.
     return rv if isinstance(rv, int) else 0
 
