@@ -69,6 +69,11 @@ def test_strings_as_ifcfg_writes_them_are_normalised() -> None:
         ("ad_actor_system", "02:00:00:00:01", "invalid ad_actor_system: '02:00:00:00:01' is not"),
         ("lacp_rate", "medium", r"invalid lacp_rate: 'medium' is not one of slow\(0\), fast\(1\)"),
         ("bogus", "1", "invalid bogus: is not a bonding option the kernel knows"),
+        ("peer_notif_delay", 300_001, "invalid peer_notif_delay: 300001 is out of range 0-300000"),
+        ("min_links", 2**31, "invalid min_links: 2147483648 is out of range 0-2147483647"),
+        ("arp_ip_target", "0.1.2.3", "invalid arp_ip_target: 0.1.2.3 cannot be a target"),
+        ("arp_ip_target", "255.255.255.255", "invalid arp_ip_target: 255.255.255.255 cannot"),
+        ("ns_ip6_target", "::1", "invalid ns_ip6_target: ::1 cannot be a target"),
     ],
 )
 def test_bad_values_name_the_option_and_the_reason(name: str, value: object, message: str) -> None:

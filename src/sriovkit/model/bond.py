@@ -185,7 +185,7 @@ OPTIONS: dict[str, OptionInfo] = {
     "miimon": OptionInfo(int, 0, _INT_MAX),
     "updelay": OptionInfo(int, 0, _INT_MAX),
     "downdelay": OptionInfo(int, 0, _INT_MAX),
-    "peer_notif_delay": OptionInfo(int, 0, _INT_MAX),
+    "peer_notif_delay": OptionInfo(int, 0, 300_000),  # the kernel's netlink policy and sysfs range
     "use_carrier": OptionInfo(bool),
     "arp_interval": OptionInfo(int, 0, _INT_MAX),
     "arp_ip_target": OptionInfo("ipv4s"),
@@ -200,7 +200,7 @@ OPTIONS: dict[str, OptionInfo] = {
     "resend_igmp": OptionInfo(int, 0, 255),
     "num_peer_notif": OptionInfo(int, 0, 255),
     "all_slaves_active": OptionInfo(bool),
-    "min_links": OptionInfo(int, 0, _U32),
+    "min_links": OptionInfo(int, 0, _INT_MAX),  # a u32 on netlink, but checked against INT_MAX
     "lp_interval": OptionInfo(int, 1, _INT_MAX),
     "packets_per_slave": OptionInfo(int, 0, 65535),
     "lacp_rate": OptionInfo(LacpRate),
@@ -435,8 +435,19 @@ def _parse_targets(name: str, value: object, family: int) -> tuple[str, ...]:
             raise InvalidInput(name, f"{text!r} is not an IPv{family} address") from None
         if addr.version != family:
             raise InvalidInput(name, f"{text} is not an IPv{family} address")
-        if addr.is_multicast or addr.is_unspecified or (family == 4 and text == "255.255.255.255"):
-            raise InvalidInput(name, f"{text} cannot be a target (multicast, broadcast or zero)")
+        zeronet = family == 4 and str(addr).startswith("0.")
+        broadcast = str(addr) == "255.255.255.255"
+        if (
+            addr.is_multicast
+            or addr.is_unspecified
+            or zeronet
+            or broadcast
+            or (family == 6 and addr.is_loopback)
+        ):
+            # the kernel refuses 0.0.0.0/8, 255.255.255.255 and (IPv6) ::, ::1 and multicast
+            raise InvalidInput(
+                name, f"{text} cannot be a target (multicast, broadcast, zero network or loopback)"
+            )
         if str(addr) in out:
             raise InvalidInput(name, f"{addr} is given twice")
         out.append(str(addr))
