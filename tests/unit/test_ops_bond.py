@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from contract.bond_refusals import check_refusal, refusal_params
 from sriovkit.errors import HostError, InvalidInput, NotFound
 from sriovkit.host.netlink import LinkChange
 from sriovkit.model.bond import (
-    ArpValidate,
     BondMode,
     BondOptions,
     BondPort,
@@ -209,26 +209,11 @@ def test_set_options_and_kernel_refusals(nl: FakeNetlink) -> None:
     assert [b.name for b in list_bonds(nl)] == ["bond0"]
 
 
-@pytest.mark.parametrize(
-    ("mode", "options", "code"),
-    [
-        (BondMode.BALANCE_RR, BondOptions(primary="vf0"), errno.EACCES),
-        (BondMode.ACTIVE_BACKUP, BondOptions(lacp_rate=LacpRate.FAST), errno.EACCES),
-        (BondMode.IEEE_802_3AD, BondOptions(arp_interval=100), errno.EACCES),
-        (BondMode.ACTIVE_BACKUP, BondOptions(miimon=100, arp_interval=100), errno.EINVAL),
-        (BondMode.ACTIVE_BACKUP, BondOptions(miimon=1, arp_validate=ArpValidate.ALL), errno.EINVAL),
-        (BondMode.ACTIVE_BACKUP, BondOptions(updelay=200), errno.EPERM),
-        (BondMode.ACTIVE_BACKUP, BondOptions(active_slave="vf0"), errno.EINVAL),
-        (BondMode.IEEE_802_3AD, BondOptions(ad_actor_system="01:00:5e:00:00:01"), errno.EINVAL),
-    ],
-)
+@pytest.mark.parametrize(("mode", "options", "code"), refusal_params())
 def test_sim_refuses_as_the_lab_kernel(
     nl: FakeNetlink, mode: BondMode, options: BondOptions, code: int
 ) -> None:
-    with pytest.raises(HostError) as err:
-        nl.create_bond("bp", mode, options)
-    assert err.value.errno == code
-    assert nl.bonds() == []
+    check_refusal(nl, "vf0", mode, options, code)
 
 
 def test_sim_rounds_delays_and_self_enslave(nl: FakeNetlink) -> None:
