@@ -74,6 +74,7 @@ def link_info(msg: Any) -> LinkInfo:
         master=msg.get_attr("IFLA_MASTER"),
         link=msg.get_attr("IFLA_LINK"),
         parent_bus=msg.get_attr("IFLA_PARENT_DEV_BUS_NAME"),
+        max_mtu=msg.get_attr("IFLA_MAX_MTU"),
     )
 
 

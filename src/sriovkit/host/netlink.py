@@ -2,7 +2,7 @@
 
 A caller takes the narrowest one it needs: `Links` (links, moves, renames, altnames, the netns
 the seam is bound to), `VfAttrs` (VF attributes set through a PF), `Addresses` (IP addresses
-and routes), and `Bonds` (empty until issue 12 adds bonding). `Netlink` is all of them at once:
+and routes), and `Bonds` (bond links and their ports). `Netlink` is all of them at once:
 what an implementation provides and what `AttachContext.netlink` holds.
 
 Implementations: `sriovkit.host._pyroute2.Pyroute2Netlink` (the real kernel; it and its
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
 
+from sriovkit.model.bond import BondMode, BondOptions, PortOptions
+from sriovkit.model.bond_state import BondState
 from sriovkit.model.vf import VfInfo, VfSettings
 
 
@@ -42,6 +44,7 @@ class LinkInfo:
     master: int | None = None
     link: int | None = None  # IFLA_LINK: a veth's peer ifindex (in `link_netnsid`'s netns)
     parent_bus: str | None = None  # IFLA_PARENT_DEV_BUS_NAME: "pci" for a PCI netdev
+    max_mtu: int | None = None  # IFLA_MAX_MTU: the largest MTU the driver takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,11 +212,60 @@ class Addresses(Protocol):
 
 @runtime_checkable
 class Bonds(Protocol):
-    """Bond links and their slaves: empty until issue 12 (`sriovkit bond`, `sriov-bond`).
+    """Bond links and their ports (the kernel's bonding driver), in domain verbs.
 
-    Its verbs (create a bond with its mode and options, enslave, release, read its state) go
-    here, and each implementation grows a part beside its links/VF/address parts.
+    Kernel facts every implementation follows (measured in the lab, kernel 6.12): options are
+    applied by the kernel in its own fixed order whatever order they are sent in, and all of
+    them are accepted at creation, when the bond is down and has no ports; afterwards `mode`
+    and `fail_over_mac` need a bond without ports (ENOTEMPTY), an option the mode does not have
+    is refused (EACCES), `active_slave` must name a current port (EINVAL). Enslaving a link
+    brings it up, gives it the bond's MTU and (fail_over_mac none) the bond's MAC, the first
+    port giving the bond its MAC; releasing puts back the MTU and MAC it had when enslaved and
+    leaves it DOWN. Enslaving a port of another bond moves it (no refusal): callers check.
     """
+
+    def create_bond(
+        self, name: str, mode: BondMode, options: BondOptions, *, mtu: int | None = None
+    ) -> LinkInfo:
+        """ONE RTM_NEWLINK: kind bond, its mode and every given option (IFLA_BOND_*), MTU.
+
+        `primary` is sent as the ifindex of that link (so it must exist); `active_slave`
+        needs ports and is refused here (set it with `set_bond` after enslaving).
+        """
+        ...
+
+    def set_bond(self, name: str, options: BondOptions, *, mode: BondMode | None = None) -> None:
+        """ONE RTM_NEWLINK changing the given options (and the mode) of an existing bond."""
+        ...
+
+    def enslave(self, port: str, bond: str, options: PortOptions | None = None) -> None:
+        """Make `port` a port of `bond` (IFLA_MASTER), then its per-port options.
+
+        The kernel takes no IFLA_INFO_SLAVE_DATA in the message that sets the master
+        (EOPNOTSUPP: the link is not a port yet when it is parsed), so per-port options go in
+        a second message.
+        """
+        ...
+
+    def set_port(self, port: str, options: PortOptions) -> None:
+        """Per-port options of a current port (IFLA_INFO_SLAVE_DATA: queue_id, prio)."""
+        ...
+
+    def release(self, port: str) -> None:
+        """Take `port` out of its bond (IFLA_MASTER 0)."""
+        ...
+
+    def bond(self, name: str) -> BondState:
+        """The bond read back: mode, every option, ports with their state, 802.3ad info."""
+        ...
+
+    def bonds(self) -> list[str]:
+        """Names of the bond links in this netns."""
+        ...
+
+    def delete_link(self, name: str) -> None:
+        """Delete a (virtual) link: the bond itself (its ports are released by the kernel)."""
+        ...
 
 
 @runtime_checkable

@@ -2,7 +2,8 @@
 
 Composed by concern as the real seam is: the links part here, VF attributes in
 `sim/netlink_vfs.py` (through the PF driver's capability table, refusing what the driver refuses
-with its errno), addresses and routes in `sim/netlink_addrs.py`, one world under them all
+with its errno), addresses and routes in `sim/netlink_addrs.py`, a bonding driver in
+`sim/netlink_bonds.py`, one world under them all
 (`sim/netlink_seam.py`). Use it in memory (unit tests: `FakeNetlink()` then `add_link(...)`) or
 bound to a simulated host (`FakeNetlink(root)`).
 """
@@ -17,6 +18,7 @@ from sriovkit.errors import NotFound, Timeout
 from sriovkit.host.netlink import LinkChange, LinkInfo
 from sriovkit.model.vf import normalize_mac
 from sriovkit.sim.netlink_addrs import FakeAddresses
+from sriovkit.sim.netlink_bonds import FakeBonds
 from sriovkit.sim.netlink_seam import refused
 from sriovkit.sim.netlink_state import SimLink, World, link_names
 from sriovkit.sim.netlink_vfs import FakeVfAttrs
@@ -25,7 +27,7 @@ from sriovkit.sim.netlink_vfs import FakeVfAttrs
 _HOME_NETNS = {"/proc/1/ns/net", "/proc/self/ns/net", "/run/netns/host"}
 
 
-class FakeNetlink(FakeVfAttrs, FakeAddresses):
+class FakeNetlink(FakeVfAttrs, FakeAddresses, FakeBonds):
     """The fake netlink seam (every concern); `root` set = kept with that simulated host's tree."""
 
     # Its VF netdevs are simulated real ones: they never die with a netns. (A veth-mode host's
@@ -43,6 +45,7 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses):
         speed: int = 1000,
         driver: str | None = None,
         num_vfs: int = 0,
+        max_mtu: int = 9702,
     ) -> None:
         """Seed an in-memory link; `driver` + `num_vfs` make it an SR-IOV PF."""
         if self.root is not None:
@@ -61,6 +64,7 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses):
             num_vfs=num_vfs,
             sriov=driver is not None,
             netns=self._netns,
+            max_mtu=max_mtu,
         )
 
     def set_carrier(self, name: str, carrier: bool) -> None:
@@ -78,11 +82,13 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses):
             operstate="up" if running else "down",
             carrier=link.carrier if link.up else False,
             up=link.up,
-            kind=None,
+            kind=link.kind,
             altnames=tuple(link.altnames),
             num_vfs=link.num_vfs,
             parent=link.parent,
             parent_bus="pci" if link.parent else None,
+            master=link.master_index,
+            max_mtu=link.max_mtu,
         )
 
     # -- links ----------------------------------------------------------------------------------
@@ -153,8 +159,12 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses):
                 if o is not link
             ):
                 raise refused(errno.EEXIST, f"{what}: {new_name} exists")
-        if mtu is not None and not 68 <= mtu <= 9702:
+        if mtu is not None and not 68 <= mtu <= link.max_mtu:
             raise refused(errno.EINVAL, f"{what}: mtu {mtu}")
+        bond = w.bonds.get(link.key)
+        ports = [w.links[k] for k in bond.ports] if bond is not None and mtu is not None else []
+        if any(mtu is not None and mtu > p.max_mtu for p in ports):
+            raise refused(errno.EINVAL, f"{what}: mtu {mtu} is above a port's maximum")
         if mac is not None:
             try:
                 mac = normalize_mac(mac)
@@ -164,7 +174,14 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses):
         link.name = new_name or link.name
         link.mtu = mtu or link.mtu
         link.mac = mac or link.mac
+        went_down = link.up and change.up is False
         link.up = link.up if change.up is None else change.up
+        for port in ports:  # a bond's MTU goes to its ports (measured in the lab)
+            port.mtu = link.mtu
+        if bond is not None or link.master is not None:
+            from sriovkit.sim.netlink_bonds import settle  # noqa: PLC0415
+
+            settle(w, link, went_down=went_down)
 
     def move_link(self, name: str, netns: Path, change: LinkChange) -> None:
         """Move into `netns` (renaming and configuring it) in one message."""

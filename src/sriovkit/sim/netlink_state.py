@@ -26,6 +26,7 @@ from typing import Any
 
 from sriovkit.model.vf import LinkState, VfInfo, VfStats, VlanProto
 from sriovkit.sim.capabilities import caps_for
+from sriovkit.sim.netlink_bondstate import SimBond, SimPort, port_from_json, port_to_json
 
 STATE_FILE = ".sriovkit-sim/netlink.json"
 LOCK_FILE = ".sriovkit-sim/netlink.lock"
@@ -51,10 +52,15 @@ class SimLink:
     netns: str = ""
     altnames: list[str] = field(default_factory=list)
     addresses: list[str] = field(default_factory=list)
+    kind: str | None = None  # "bond" for a bond the fake created
+    master: str | None = None  # key of the bond this link is a port of
+    port: SimPort | None = None  # what its bond keeps about it while it is a port
+    max_mtu: int = 9702
+    master_index: int | None = None  # the bond's ifindex, kept beside `master` for LinkInfo
 
     def overrides(self) -> dict[str, Any]:
         """What netlink may change, for the state file."""
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "mac": self.mac,
             "mtu": self.mtu,
@@ -63,6 +69,10 @@ class SimLink:
             "altnames": list(self.altnames),
             "addresses": list(self.addresses),
         }
+        if self.master is not None and self.port is not None:
+            out["master"] = self.master
+            out["port"] = port_to_json(self.port)
+        return out
 
 
 @dataclass(slots=True)
@@ -72,6 +82,7 @@ class World:
     links: dict[str, SimLink] = field(default_factory=dict)
     vfs: dict[str, dict[int, VfInfo]] = field(default_factory=dict)
     routes: list[dict[str, Any]] = field(default_factory=list)
+    bonds: dict[str, SimBond] = field(default_factory=dict)  # by the bond link's key
     changed: bool = False  # set by a read that (re)initialised a VF table: it must be saved
     # Serialises the changes of an in-memory world (shared by a fake and its `in_netns` views)
     # across threads; a world loaded from a tree is guarded by `world_lock` instead.
@@ -177,6 +188,8 @@ def links_from_tree(root: Path) -> dict[str, SimLink]:
     except OSError:
         names = []
     for pos, name in enumerate(names, start=1):
+        if name == "bonding_masters":  # a file, not a link, while bonding is loaded
+            continue
         netdev = _in_root(top, f"{base}/{name}")
         device_link = f"{netdev}/device"
         try:
@@ -227,11 +240,15 @@ def link_names(root: Path, netns: str = "") -> list[str]:
         keys = []
     changed = _saved(root).get("links", {})
     out = []
+    bonds = _saved(root).get("bonds", {})
     for key in sorted(keys):
+        if key == "bonding_masters" or key in bonds:
+            continue
         over = changed.get(key)
         name, where = (over["name"], over["netns"]) if over else (key, "")
         if where == netns:
             out.append(name)
+    out.extend(b["link"]["name"] for b in bonds.values() if b["link"]["netns"] == netns)
     return out
 
 
@@ -251,7 +268,22 @@ def load_world(root: Path) -> World:
                 netns=over["netns"],
                 altnames=list(over["altnames"]),
                 addresses=list(over["addresses"]),
+                master=over.get("master"),
+                port=port_from_json(over["port"]) if "port" in over else None,
             )
+    for key, data in saved.get("bonds", {}).items():
+        over = data["link"]
+        world.links[key] = SimLink(
+            key=key, index=int(over["index"]), name=over["name"], mac=over["mac"],
+            mtu=over["mtu"], up=over["up"], carrier=bool(over.get("carrier", False)),
+            netns=over["netns"], altnames=list(over["altnames"]),
+            addresses=list(over["addresses"]), kind="bond", max_mtu=65535,
+            master=over.get("master"),
+        )  # fmt: skip
+        world.bonds[key] = SimBond.from_json(data["bond"])
+    for link in world.links.values():
+        if link.master is not None and link.master in world.links:
+            link.master_index = world.links[link.master].index
     for key, table in saved.get("vfs", {}).items():
         world.vfs[key] = {int(i): vf_from_json(int(i), d) for i, d in table.items()}
     world.routes = list(saved.get("routes", []))
@@ -293,6 +325,11 @@ def save_world(root: Path, world: World) -> None:
             k: {str(i): vf_to_json(v) for i, v in table.items()} for k, table in world.vfs.items()
         },
         "routes": world.routes,
+        "bonds": {
+            k: {"link": {**world.links[k].overrides(), "index": world.links[k].index,
+                         "carrier": world.links[k].carrier}, "bond": b.to_json()}
+            for k, b in world.bonds.items() if k in world.links
+        },
     }
     target = Path(root) / STATE_FILE
     tmp = Path(root) / _TMP_FILE

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from sriovkit.errors import NotFound
 from sriovkit.host.netlink import Address, LinkChange, LinkInfo, Netlink, Route
+from sriovkit.model.bond import BondMode, BondOptions, PortOptions
+from sriovkit.model.bond_state import BondState
 from sriovkit.model.vf import VfInfo, VfSettings
 from sriovkit.sim.veth_pairs import VethPair, load_pairs
 
@@ -148,6 +150,44 @@ class SplitNetlink:
         """Add a route on whichever side holds `dev` (the kernel when no device is given)."""
         side = self._for(dev) if dev is not None else self.kernel
         side.add_route(dst, gateway=gateway, dev=dev)
+
+    # Bonds go to the kernel: the ports would be the veth ends, which only the kernel holds,
+    # and the simulated bonding driver cannot enslave a real link. Where the host kernel has
+    # no bonding (this project's CI machine) it answers EOPNOTSUPP, named by the seam.
+
+    def create_bond(
+        self, name: str, mode: BondMode, options: BondOptions, *, mtu: int | None = None
+    ) -> LinkInfo:
+        """A bond in the host kernel (veth mode has no simulated bonds)."""
+        return self.kernel.create_bond(name, mode, options, mtu=mtu)
+
+    def set_bond(self, name: str, options: BondOptions, *, mode: BondMode | None = None) -> None:
+        """Bond options in the host kernel."""
+        self.kernel.set_bond(name, options, mode=mode)
+
+    def enslave(self, port: str, bond: str, options: PortOptions | None = None) -> None:
+        """Enslave a kernel link to a kernel bond."""
+        self.kernel.enslave(port, bond, options)
+
+    def set_port(self, port: str, options: PortOptions) -> None:
+        """Per-port options in the host kernel."""
+        self.kernel.set_port(port, options)
+
+    def release(self, port: str) -> None:
+        """Release a kernel link from its bond."""
+        self.kernel.release(port)
+
+    def bond(self, name: str) -> BondState:
+        """A kernel bond read back."""
+        return self.kernel.bond(name)
+
+    def bonds(self) -> list[str]:
+        """The kernel's bonds."""
+        return self.kernel.bonds()
+
+    def delete_link(self, name: str) -> None:
+        """Delete a kernel link (a bond)."""
+        self.kernel.delete_link(name)
 
     def wait_link(self, name: str, timeout: float) -> LinkInfo:
         """Wait for a link on whichever side would hold it."""
