@@ -30,6 +30,11 @@ sk vf bind 0000:3b:10.2 --driver vfio-pci
 sk vfs enp59s0f0
 sk vf bind 0000:3b:10.2 --driver kernel
 sk vf reset enp59s0f0 0
+echo; echo "# a bond of two VFs on the two ports (a port or its switch may fail), its files:"
+sk bond create bond0 --mode active-backup --port enp59s0f0v0 --port enp59s0f1v0 -o miimon=100 \
+    -o primary=enp59s0f0v0
+sk bond render bond0 --format networkd
+sk bond delete bond0
 sk inventory --json > "$host.json" && head -24 "$host.json"
 echo; echo "demo host left at $host (try: sriovkit --root $host inventory)"
 

@@ -20,6 +20,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("sriovkit.commands.inventory", "show"),
     "vfs": ("sriovkit.commands.vfs", "vfs"),
     "vf": ("sriovkit.cli", "_bind_command"),
+    "bond": ("sriovkit.commands.bond", "bond"),
     "sim": ("sriovkit.commands.sim", "sim"),
     "lab": ("sriovkit.commands.lab", "lab"),
     "agent": ("sriovkit.commands.agent", "agent"),

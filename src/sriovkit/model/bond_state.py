@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sriovkit.model.bond import BondMode, BondOptions
+from sriovkit.model.bond_status_types import MiiStatus
 
 
 class PortRole(enum.IntEnum):
@@ -27,18 +28,15 @@ class PortRole(enum.IntEnum):
         return self.name.lower()
 
 
-class MiiStatus(enum.IntEnum):
-    """IFLA_BOND_SLAVE_MII_STATUS (BOND_LINK_UP, _FAIL, _DOWN, _BACK)."""
+@dataclass(frozen=True, slots=True)
+class PortOriginal:
+    """A port as it was before it joined a bond: what delete and rollback give back."""
 
-    UP = 0
-    FAIL = 1
-    DOWN = 2
-    BACK = 3
-
-    @property
-    def label(self) -> str:
-        """The word `/proc/net/bonding` prints (`up`, `going down`, `down`, `going back`)."""
-        return {0: "up", 1: "going down", 2: "down", 3: "going back"}[int(self)]
+    name: str
+    mtu: int
+    mac: str
+    up: bool
+    master: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,4 +106,12 @@ def differences(asked: BondOptions, got: BondOptions) -> list[tuple[str, Any, An
     return out
 
 
-__all__ = ["AdInfo", "BondPortState", "BondState", "MiiStatus", "PortRole", "differences"]
+__all__ = [
+    "AdInfo",
+    "BondPortState",
+    "BondState",
+    "MiiStatus",
+    "PortOriginal",
+    "PortRole",
+    "differences",
+]

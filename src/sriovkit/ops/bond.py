@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 from sriovkit.errors import HostError, InvalidInput, NotFound
 from sriovkit.host.netlink import LinkChange, Netlink
-from sriovkit.model.bond import BondMode, BondOptions, BondPort, BondSpec
-from sriovkit.model.bond_state import BondState, differences
+from sriovkit.model.bond import BondMode, BondOptions, BondPort, BondSpec, PortOptions
+from sriovkit.model.bond_rules import OPTION_MODES, kernel_defaults, validate
+from sriovkit.model.bond_state import BondState, PortOriginal, differences
 from sriovkit.model.pci import PciAddress
 
 if TYPE_CHECKING:
@@ -35,23 +36,8 @@ Validate = Callable[[BondSpec], None]
 
 
 def default_validate(spec: BondSpec) -> None:
-    """The option rules of `model/bond_rules.py` when that module is there; else none."""
-    try:
-        from sriovkit.model import bond_rules  # type: ignore[attr-defined]  # noqa: PLC0415
-    except ImportError:
-        return
-    bond_rules.validate(spec)
-
-
-@dataclass(frozen=True, slots=True)
-class PortOriginal:
-    """A port as it was before it joined the bond: what delete and rollback give back."""
-
-    name: str
-    mtu: int
-    mac: str
-    up: bool
-    master: int | None = None
+    """The option rules of `model/bond_rules.py` (the bonding driver's, checked first)."""
+    validate(spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +139,16 @@ def create_bond(
         _check(spec.name, spec.mode, spec.options, state)
         undo.pop_all()
     return state, plan
+
+
+def create_and_record(
+    netlink: Netlink, spec: BondSpec, *, mtu: int | None = None
+) -> tuple[BondState, tuple[PortOriginal, ...]]:
+    """`create_bond` for real: the state read back and each port's original, to be recorded."""
+    done = create_bond(netlink, spec, mtu=mtu)
+    assert isinstance(done, tuple)  # not a dry run
+    state, plan = done
+    return state, plan.originals
 
 
 def _join(netlink: Netlink, bond: str, port: BondPort, mac: str | None) -> None:
@@ -261,6 +257,30 @@ def set_options(
             netlink.set_bond(name, BondOptions(**dict(old.given())))
         raise
     return after
+
+
+def spec_of(state: BondState) -> BondSpec:
+    """The spec that would make the bond `state` reads back: what persistent files record.
+
+    Options the kernel holds at their default for the mode are left out (a file then says what
+    was chosen, not every default), as are the current active port (a run-time fact, not
+    configuration), options that have no effect in the mode, and per-port options at their
+    defaults.
+    """
+    defaults = kernel_defaults(state.mode)
+    chosen = {
+        name: value
+        for name, value in state.options.given()
+        if name != "active_slave"
+        and value not in ((), getattr(defaults, name))
+        # The kernel reports it, but it has no effect in this mode: nobody chose it.
+        and (name not in OPTION_MODES or state.mode in OPTION_MODES[name].modes)
+    }
+    ports = tuple(
+        BondPort(p.name, PortOptions(queue_id=p.queue_id or None, prio=p.prio or None))
+        for p in state.ports
+    )
+    return BondSpec(state.name, state.mode, BondOptions(**chosen), ports)
 
 
 def read_bond(netlink: Netlink, name: str) -> BondState:
