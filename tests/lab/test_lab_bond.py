@@ -8,6 +8,7 @@ the simulated driver (tests/contract/bond_refusals.py).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -34,7 +35,8 @@ from sriovkit.model.bond import (
     XmitHashPolicy,
     option_word,
 )
-from sriovkit.model.bond_state import BondState, MiiStatus
+from sriovkit.model.bond_state import BondState, MiiStatus, proc_status
+from sriovkit.model.bond_status import parse_bond_status
 from sriovkit.ops.bond import create_bond, delete_bond, vf_ports
 
 pytestmark = pytest.mark.lab
@@ -119,6 +121,17 @@ def _wait(nl: Netlink, name: str, ok: Any, timeout: float = 10.0) -> BondState:
         time.sleep(0.2)
 
 
+def _assert_proc_agrees(state: BondState, text: str) -> None:
+    """The kernel's /proc text equals what `proc_status` derives from the netlink read-back
+    (the simulated driver prints its text that way), apart from what netlink does not carry:
+    port speed and duplex."""
+    real = parse_bond_status(text, name=state.name)
+    real = dataclasses.replace(
+        real, slaves=tuple(dataclasses.replace(s, speed=None, duplex=None) for s in real.slaves)
+    )
+    assert proc_status(state, real.driver_version or "") == real
+
+
 def test_active_backup_of_two_vfs(vfs: tuple[Netlink, str, str]) -> None:
     nl, a, b = vfs
     before = _snapshot(nl, a, b)
@@ -147,6 +160,7 @@ def test_active_backup_of_two_vfs(vfs: tuple[Netlink, str, str]) -> None:
     assert down is not None and down.mii_status is not MiiStatus.UP
     text = Path("/proc/net/bonding/bond0").read_text()
     assert f"Currently Active Slave: {b}" in text
+    _assert_proc_agrees(nl.bond("bond0"), text)
 
     delete_bond(nl, "bond0", plan.originals)
     assert _snapshot(nl, a, b) == before

@@ -13,6 +13,8 @@ import pytest
 
 from sriovkit import cli
 from sriovkit.host.bondrecords import BONDS_DIR
+from sriovkit.model.bond import BondMode, LacpRate
+from sriovkit.model.bond_status import parse_bond_status
 from sriovkit.sim import create_host
 from sriovkit.wiring import open_netlink
 
@@ -135,3 +137,22 @@ def test_show_a_saved_proc_text(root: Path, capsys: pytest.CaptureFixture[str]) 
     assert len(status["slaves"]) == 2
     code, out, err = sk(root, capsys, "bond", "show", "--from-file", str(root / "nothing"))
     assert code == 2 and "invalid --from-file: cannot read" in err
+
+
+def test_the_simulated_driver_publishes_proc_text_like_the_kernel(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--port", P0, "--port", P1, "-o", "lacp_rate=fast", "-o", "ad_actor_sys_prio=100"]
+    assert sk(root, capsys, "bond", "create", "bond7", "--mode", "802.3ad", *args)[0] == 0
+    proc = root / "proc/net/bonding/bond7"
+    status = parse_bond_status(proc.read_text(), name="bond7")
+    assert status.mode is BondMode.IEEE_802_3AD
+    assert status.ad is not None
+    assert (status.ad.lacp_rate, status.ad.system_priority) == (LacpRate.FAST, 100)
+    assert [s.name for s in status.slaves] == [P0, P1]
+    assert (root / "sys/class/net/bonding_masters").read_text() == "bond7\n"
+    code, out, _ = sk(root, capsys, "bond", "show", "--from-file", str(proc), "bond7")
+    assert code == 0 and out.startswith("mode 802.3ad, mii down")
+    assert sk(root, capsys, "bond", "delete", "bond7")[0] == 0
+    assert not proc.exists()
+    assert (root / "sys/class/net/bonding_masters").read_text() == "\n"

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sriovkit.model.bond import BondMode, BondOptions
-from sriovkit.model.bond_status_types import MiiStatus
+from sriovkit.model.bond_status_types import (
+    ActiveAggregator,
+    BondStatus,
+    MiiStatus,
+    SlaveStatus,
+)
+from sriovkit.model.bond_status_types import AdInfo as StatusAdInfo
+
+ZERO_MAC = "00:00:00:00:00:00"
 
 
 class PortRole(enum.IntEnum):
@@ -96,6 +104,62 @@ class BondState:
         return next((p for p in self.ports if p.name == name), None)
 
 
+def proc_status(state: BondState, driver_version: str) -> BondStatus:
+    """What the kernel's `/proc/net/bonding/<bond>` says for a bond that reads back as `state`.
+
+    Which lines appear follows the kernel (drivers/net/bonding/bond_procfs.c, and the lab's
+    texts): fail_over_mac only in active-backup when not none; the hash policy in balance-xor,
+    802.3ad and balance-tlb without dynamic load balancing; ARP lines only while ARP monitoring
+    runs. Port speed and duplex are not part of the read-back: printed as Unknown.
+    """
+    o = state.options
+    mode = state.mode
+    hashed = mode in (BondMode.BALANCE_XOR, BondMode.IEEE_802_3AD) or (
+        mode is BondMode.BALANCE_TLB and o.tlb_dynamic_lb is False
+    )
+    foms = o.fail_over_mac if mode is BondMode.ACTIVE_BACKUP and o.fail_over_mac else None
+    arp = bool(o.arp_interval)
+    ad = None
+    if mode is BondMode.IEEE_802_3AD:
+        info = state.ad_info
+        system = o.ad_actor_system
+        aggregator = None
+        if info is not None and info.num_ports:
+            aggregator = ActiveAggregator(
+                info.aggregator, info.num_ports, info.actor_key, info.partner_key,
+                info.partner_mac,
+            )  # fmt: skip
+        ad = StatusAdInfo(
+            lacp_rate=o.lacp_rate, ad_select=o.ad_select, lacp_active=o.lacp_active,
+            min_links=o.min_links, system_priority=o.ad_actor_sys_prio,
+            system_mac=state.mac if system in (None, ZERO_MAC) else system,
+            active_aggregator=aggregator,
+        )  # fmt: skip
+    lacp = mode is BondMode.IEEE_802_3AD
+    slaves = tuple(
+        SlaveStatus(
+            name=p.name,
+            mii_status=p.mii_status,
+            link_failure_count=p.link_failure_count,
+            permanent_hw_addr=p.perm_hwaddr,
+            queue_id=p.queue_id,
+            aggregator_id=p.ad_aggregator_id if lacp else None,
+        )
+        for p in state.ports
+    )
+    return BondStatus(
+        mode=mode, driver_version=driver_version, name=state.name, fail_over_mac=foms,
+        xmit_hash_policy=o.xmit_hash_policy if hashed else None, primary=o.primary,
+        primary_reselect=o.primary_reselect, active_slave=state.active_port,
+        mii_status=MiiStatus.UP if state.carrier else MiiStatus.DOWN, miimon=o.miimon,
+        updelay=o.updelay, downdelay=o.downdelay, peer_notif_delay=o.peer_notif_delay,
+        arp_interval=o.arp_interval if arp else None,
+        arp_missed_max=o.arp_missed_max if arp else None,
+        arp_ip_target=o.arp_ip_target if arp else None,
+        ns_ip6_target=o.ns_ip6_target if arp else None, ad=ad, slaves=slaves,
+    )  # fmt: skip
+
+
 def differences(asked: BondOptions, got: BondOptions) -> list[tuple[str, Any, Any]]:
     """(option, asked, held) for every asked option the kernel holds differently."""
     out = []
@@ -114,4 +178,5 @@ __all__ = [
     "PortOriginal",
     "PortRole",
     "differences",
+    "proc_status",
 ]

@@ -19,8 +19,9 @@ from typing import Any
 from sriovkit.errors import HostError, NotFound
 from sriovkit.host.netlink import LinkInfo
 from sriovkit.model.bond import BondMode, BondOptions, PortOptions
-from sriovkit.model.bond_state import AdInfo, BondPortState, BondState, MiiStatus, PortRole
+from sriovkit.model.bond_state import BondState
 from sriovkit.sim.netlink_bondstate import SimBond, SimPort
+from sriovkit.sim.netlink_bondview import bond_state, port_running
 from sriovkit.sim.netlink_seam import FakeSeam, refused
 from sriovkit.sim.netlink_state import SimLink, World
 
@@ -298,13 +299,9 @@ def settle(w: World, link: SimLink, *, went_down: bool = False) -> None:
         _elect(w, w.links[key], w.bonds[key])
 
 
-def _port_running(link: SimLink) -> bool:
-    return link.up and link.carrier
-
-
 def _elect(w: World, blink: SimLink, sb: SimBond) -> None:
     """Carrier and the active port, as the bond's monitor would settle them."""
-    running = [k for k in sb.ports if _port_running(w.links[k])]
+    running = [k for k in sb.ports if port_running(w.links[k])]
     blink.carrier = len(running) >= max(sb.options.min_links or 0, 1)
     if sb.mode not in (BondMode.ACTIVE_BACKUP, BondMode.BALANCE_TLB, BondMode.BALANCE_ALB):
         sb.active = None
@@ -331,52 +328,6 @@ def _bond_mac(w: World, name: str) -> str:
     seed = sum(ord(c) * 31**i for i, c in enumerate(name)) + len(w.links)
     octets = [(seed >> (8 * i)) & 0xFF for i in range(5)]
     return "02:" + ":".join(f"{o:02x}" for o in octets)
-
-
-def bond_state(w: World, link: SimLink, sb: SimBond) -> BondState:
-    """A simulated bond as `Bonds.bond` reports it (the 802.3ad options only in 802.3ad)."""
-    options = sb.options
-    if sb.mode != BondMode.IEEE_802_3AD:
-        options = replace(options, ad_actor_sys_prio=None, ad_user_port_key=None,
-                          ad_actor_system=None)  # fmt: skip
-    active = w.links[sb.active].name if sb.active in w.links else None
-    # The kernel reports primary only while it names a current port (lab: None before).
-    primary = options.primary if any(w.links[k].name == options.primary for k in sb.ports) else None
-    options = replace(options, active_slave=active, primary=primary)
-    ports = tuple(_port_state(w.links[k], k == sb.active, sb) for k in sb.ports)
-    ad = None
-    if sb.mode == BondMode.IEEE_802_3AD:
-        # No LACP partner in the lab either: each port sits in its own aggregator.
-        first = next((p for p in ports if p.mii_status == MiiStatus.UP), None)
-        ad = AdInfo(aggregator=first.ad_aggregator_id or 1 if first else 1,
-                    num_ports=1 if first else 0, actor_key=_actor_key(sb), partner_key=1,
-                    partner_mac="00:00:00:00:00:00")  # fmt: skip
-    return BondState(name=link.name, index=link.index, mode=sb.mode, options=options,
-                     ports=ports, active_port=active, ad_info=ad, mac=link.mac, mtu=link.mtu,
-                     up=link.up, carrier=link.carrier and link.up)  # fmt: skip
-
-
-def _actor_key(sb: SimBond) -> int:
-    # 802.3ad actor key: user key << 6 | speed (1000 Mb/s: 4) << 1 | full duplex (lab: 329)
-    return ((sb.options.ad_user_port_key or 0) << 6) | (4 << 1) | 1
-
-
-def _port_state(link: SimLink, active: bool, sb: SimBond) -> BondPortState:
-    port = link.port or SimPort(perm_hwaddr=link.mac, orig_mtu=link.mtu)
-    mii = MiiStatus.UP if _port_running(link) else MiiStatus.DOWN
-    if sb.mode in (BondMode.ACTIVE_BACKUP, BondMode.BALANCE_TLB, BondMode.BALANCE_ALB):
-        role = PortRole.ACTIVE if active else PortRole.BACKUP
-    else:
-        role = PortRole.ACTIVE if mii == MiiStatus.UP else PortRole.BACKUP
-    ad = sb.mode == BondMode.IEEE_802_3AD
-    return BondPortState(
-        name=link.name, index=link.index, role=role, mii_status=mii,
-        link_failure_count=port.failures, perm_hwaddr=port.perm_hwaddr, queue_id=port.queue_id,
-        prio=port.prio, ad_aggregator_id=(sb.ports.index(link.key) + 1) if ad else None,
-        ad_actor_oper_port_state=207 if ad else None,
-        ad_partner_oper_port_state=2 if ad else None,
-        mac=link.mac, mtu=link.mtu, up=link.up,
-    )  # fmt: skip
 
 
 __all__ = ["IF_DOWN", "MODES_OF", "NO_PORTS", "FakeBonds", "bond_state", "settle"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sriovkit.errors import HostError, NotFound
+from sriovkit.sim.netlink_bondview import publish
 from sriovkit.sim.netlink_state import SimLink, World, load_world, save_world, world_lock
 
 T = TypeVar("T")
@@ -68,6 +69,7 @@ class FakeSeam:
                 return fn(world)
             finally:
                 save_world(root, world)
+                publish(root, world)  # /proc/net/bonding follows every change, like the kernel's
 
     def _find(self, world: World, name: str) -> SimLink:
         for link in world.links.values():
