@@ -37,6 +37,7 @@ from sriovkit.model.bond import (
 )
 from sriovkit.model.bond_state import BondState, MiiStatus, proc_status
 from sriovkit.model.bond_status import parse_bond_status
+from sriovkit.model.bond_sysfs import parse_bonding_sysfs
 from sriovkit.ops.bond import create_bond, delete_bond, vf_ports
 
 pytestmark = pytest.mark.lab
@@ -132,6 +133,16 @@ def _assert_proc_agrees(state: BondState, text: str) -> None:
     assert proc_status(state, real.driver_version or "") == real
 
 
+def _assert_sysfs_agrees(state: BondState) -> None:
+    """Every option sysfs `bonding/` shows equals the netlink read-back's."""
+    files = _sysfs().bonding(state.name)
+    assert files is not None
+    mode, options = parse_bonding_sysfs(files)
+    assert mode is state.mode
+    for name, value in options.given():
+        assert getattr(state.options, name) == value, name
+
+
 def test_active_backup_of_two_vfs(vfs: tuple[Netlink, str, str]) -> None:
     nl, a, b = vfs
     before = _snapshot(nl, a, b)
@@ -161,6 +172,7 @@ def test_active_backup_of_two_vfs(vfs: tuple[Netlink, str, str]) -> None:
     text = Path("/proc/net/bonding/bond0").read_text()
     assert f"Currently Active Slave: {b}" in text
     _assert_proc_agrees(nl.bond("bond0"), text)
+    _assert_sysfs_agrees(nl.bond("bond0"))
 
     delete_bond(nl, "bond0", plan.originals)
     assert _snapshot(nl, a, b) == before
@@ -186,6 +198,7 @@ def test_802_3ad_of_two_vfs(vfs: tuple[Netlink, str, str]) -> None:
     assert state.ad_info is not None and state.ad_info.partner_mac == "00:00:00:00:00:00"
     assert all(p.ad_aggregator_id is not None for p in state.ports)
     assert "802.3ad info" in Path("/proc/net/bonding/bond1").read_text()
+    _assert_sysfs_agrees(nl.bond("bond1"))
     delete_bond(nl, "bond1", plan.originals)
     assert _snapshot(nl, a, b) == before
 

@@ -124,6 +124,26 @@ class SysfsReader:
         """One attribute of a PCI function (None when absent or unreadable)."""
         return _read(f"{self.device_dir(addr)}/{name}")
 
+    # -- bonds ---------------------------------------------------------------------------------
+    def bonding(self, bond: str) -> dict[str, str] | None:
+        """`sys/class/net/<bond>/bonding/*`: file name -> contents; None when not a bond.
+
+        A file the kernel refuses to read (802.3ad ones outside 802.3ad) reads as empty.
+        """
+        directory = self._p(f"{CLASS_NET}/{bond}/bonding")
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return None
+        return {n: _read(f"{directory}/{n}") or "" for n in sorted(names)}
+
+    def proc_bonding(self, bond: str) -> str | None:
+        """The text of `proc/net/bonding/<bond>`, None when there is no such bond."""
+        try:
+            return self.path(f"/proc/net/bonding/{bond}").read_text()
+        except (OSError, UnicodeDecodeError):
+            return None
+
     def link_base(self, addr: PciAddress, name: str) -> str | None:
         """Last component of a link under the function (`driver`, `iommu_group`, `physfn`)."""
         return _readlink_base(f"{self.device_dir(addr)}/{name}")
