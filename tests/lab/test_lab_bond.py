@@ -147,9 +147,9 @@ def test_active_backup_of_two_vfs(vfs: tuple[Netlink, str, str]) -> None:
     nl, a, b = vfs
     before = _snapshot(nl, a, b)
     asked = BondOptions(
-        miimon=100, updelay=200, downdelay=100, primary=a,
-        primary_reselect=PrimaryReselect.FAILURE, xmit_hash_policy=XmitHashPolicy.LAYER2_3,
-        num_peer_notif=2, resend_igmp=3, min_links=1, all_slaves_active=False, lp_interval=2,
+        miimon=100, updelay=200, downdelay=100, peer_notif_delay=200, primary=a,
+        primary_reselect=PrimaryReselect.FAILURE, num_peer_notif=2, resend_igmp=3,
+        all_slaves_active=False, use_carrier=True,
     )  # fmt: skip
     spec = BondSpec("bond0", BondMode.ACTIVE_BACKUP, asked,
                     (BondPort(a, PortOptions(queue_id=1)), BondPort(b)))  # fmt: skip
@@ -258,3 +258,52 @@ def _sysfs() -> Any:
     from sriovkit.host.sysfs import SysfsReader  # noqa: PLC0415
 
     return SysfsReader(Path("/"))
+
+
+def test_traffic_flows_through_the_bond_before_and_after_failover() -> None:
+    """A bond of a VF on each PF talks to a peer VF in a netns; the active port goes down,
+    the other takes over, and the peer is still reachable (the PFs are cabled through a hub)."""
+    if os.geteuid() != 0 or not all((PCI / pf / "sriov_totalvfs").exists() for pf in PFS):
+        pytest.skip("needs root and the lab's two igb PFs (run inside the QEMU lab guest)")
+    subprocess.run(["modprobe", "bonding"], check=True)
+    from sriovkit.host._pyroute2 import Pyroute2Netlink  # noqa: PLC0415
+
+    (PCI / PFS[0] / "sriov_numvfs").write_text("2")
+    (PCI / PFS[1] / "sriov_numvfs").write_text("1")
+    nl = Pyroute2Netlink()
+    ns = "sk-bond-peer"
+    try:
+        for pf in PFS:
+            nl.set_link(_netdev(PCI / pf), LinkChange(up=True))
+        a = _netdev(PCI / PFS[0] / "virtfn0")
+        b = _netdev(PCI / PFS[1] / "virtfn0")
+        peer = _netdev(PCI / PFS[0] / "virtfn1")
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "link", "set", peer, "netns", ns], check=True)
+        for cmd in (["addr", "add", "10.77.0.2/24", "dev", peer], ["link", "set", peer, "up"]):
+            subprocess.run(["ip", "-n", ns, *cmd], check=True)
+        spec = BondSpec("bond2", BondMode.ACTIVE_BACKUP, BondOptions(miimon=100, primary=b),
+                        (BondPort(a), BondPort(b)))  # fmt: skip
+        result = create_bond(nl, spec)
+        assert isinstance(result, tuple)
+        subprocess.run(["ip", "addr", "add", "10.77.0.1/24", "dev", "bond2"], check=True)
+        state = _wait(nl, "bond2", lambda s: s.active_port == b and s.carrier)
+        assert state.active_port == b  # PF1's VF: the frames cross the hub to PF0's VF
+
+        def ping() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"],
+                                  capture_output=True, text=True, check=False)  # fmt: skip
+
+        before = ping()
+        assert before.returncode == 0, before.stdout + before.stderr
+        subprocess.run(["ip", "link", "set", b, "down"], check=True)
+        state = _wait(nl, "bond2", lambda s: s.active_port == a)
+        assert state.active_port == a
+        after = ping()
+        assert after.returncode == 0, after.stdout + after.stderr
+        delete_bond(nl, "bond2", result[1].originals)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+        for name in nl.bonds():
+            nl.delete_link(name)
+        nl.close()
