@@ -148,6 +148,7 @@ class ResourceServer:
             raise ValueError(f"socket path {self.path} is longer than {SUN_PATH_MAX} bytes")
         self.workers = workers
         self._server: Any = None
+        self._executor: ThreadPoolExecutor | None = None
         self._closing = threading.Event()
         self._inode: tuple[int, int] | None = None
         self.registered_with: tuple[int, int] | None = None
@@ -159,9 +160,10 @@ class ResourceServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self._closing = threading.Event()
-        server = grpc.server(
-            ThreadPoolExecutor(self.workers, thread_name_prefix="dp-" + self.feed.name)
-        )
+        # grpc does not shut its executor down on stop(): close() does, so a rebind per kubelet
+        # restart does not leave a pool of idle threads behind each time.
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="dp-" + self.feed.name)
+        server = grpc.server(self._executor)
         servicer = DevicePluginServicer(self.feed, self._closing)
         pb_grpc.add_DevicePluginServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         if server.add_insecure_port("unix:" + str(self.path)) == 0:
@@ -198,6 +200,9 @@ class ResourceServer:
         self._closing.set()
         self.feed.wake()
         server.stop(grace).wait()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
         if self._inode is not None:
             with contextlib.suppress(OSError):
                 st = os.stat(self.path)
