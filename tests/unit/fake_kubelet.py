@@ -6,6 +6,10 @@ plugin's endpoint and opens a ListAndWatch stream, read by a thread into a queue
 (`stream(resource).next()`); `plugin(resource)` gives a client for Allocate and
 GetPreferredAllocation. `start(wipe=True)` first deletes everything in the directory, as kubelet
 does when it starts, so stopping one FakeKubelet and starting another is a kubelet restart.
+
+`probe_registry()` plays kubelet's plugin watcher instead: for each socket in
+`<root>/plugins_registry/` it calls GetInfo, connects to the endpoint given, asks
+GetDevicePluginOptions, opens ListAndWatch and reports NotifyRegistrationStatus.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import grpc
 
 from sriovkit.deviceplugin.api.deviceplugin_v1beta1 import api_pb2 as pb
 from sriovkit.deviceplugin.api.deviceplugin_v1beta1 import api_pb2_grpc as pb_grpc
+from sriovkit.deviceplugin.api.pluginregistration_v1 import api_pb2 as reg_pb
+from sriovkit.deviceplugin.api.pluginregistration_v1 import api_pb2_grpc as reg_grpc
 
 
 @contextmanager
@@ -125,6 +131,7 @@ class _Registration(pb_grpc.RegistrationServicer):
 
 class FakeKubelet:
     def __init__(self, root: Path) -> None:
+        self.registry_dir = root / "plugins_registry"
         self.plugin_dir = root / "device-plugins"
         self.sock = self.plugin_dir / "kubelet.sock"
         self.requests: list[Any] = []
@@ -156,6 +163,30 @@ class FakeKubelet:
             self._cond.notify_all()
         if old is not None:
             old.cancel()
+
+    def probe_registry(self) -> list[tuple[Any, Any]]:
+        """kubelet's plugin watcher over every socket in plugins_registry/: (PluginInfo,
+        DevicePluginOptions) each; the device plugins get a ListAndWatch stream."""
+        found = []
+        for sock in sorted(self.registry_dir.iterdir()):
+            with grpc.insecure_channel("unix:" + str(sock)) as channel:
+                reg = reg_grpc.RegistrationStub(channel)
+                info = reg.GetInfo(reg_pb.InfoRequest(), timeout=5)
+                ok = info.type == "DevicePlugin" and "v1beta1" in info.supported_versions
+                opts = None
+                if ok:
+                    client = PluginClient(Path(info.endpoint))
+                    opts = client.options()
+                    with self._cond:
+                        self._clients.append(client)
+                        self.streams[info.name] = Stream(client.stub)
+                reg.NotifyRegistrationStatus(
+                    reg_pb.RegistrationStatus(plugin_registered=ok,
+                                              error="" if ok else "unsupported"),
+                    timeout=5,
+                )
+            found.append((info, opts))
+        return found
 
     def wait_registered(self, count: int = 1, timeout: float = 5.0) -> list[Any]:
         with self._cond:

@@ -193,3 +193,32 @@ def test_runs_under_the_supervisor() -> None:
             break
         time.sleep(0.05)
     assert left == []
+
+
+def test_plugin_watcher_registration() -> None:
+    """registration="watcher": sockets in plugins_registry/, found and registered by kubelet's
+    plugin watcher (GetInfo, GetDevicePluginOptions, NotifyRegistrationStatus); no Register."""
+    feed = ResourceFeed(NET, [vf(1, 0)])
+    with short_root() as root:
+        (root / "plugins_registry").mkdir()
+        kubelet = FakeKubelet(root).start()
+        service = DevicePluginService([feed], root, registration="watcher")
+        service.start(lambda error: None)
+        try:
+            [(info, opts)] = kubelet.probe_registry()
+            sock = root / "plugins_registry" / "sriovkit-intel.com_sriov_net.sock"
+            assert (info.type, info.name, info.endpoint, list(info.supported_versions)) == (
+                "DevicePlugin", NET, str(sock), ["v1beta1"])
+            assert opts.get_preferred_allocation_available
+            assert kubelet.stream(NET).next() == [Seen("0000:01:10.0", "Healthy", (0,))]
+            status = service.servers[0].watcher_registration
+            assert status is not None and status.status is not None
+            assert status.status.plugin_registered
+            feed.update([vf(1, 0, healthy=False)])
+            assert kubelet.stream(NET).next()[0].health == "Unhealthy"
+            assert kubelet.requests == []
+            assert not (root / "device-plugins" / sock.name).exists()
+        finally:
+            service.stop()
+            kubelet.stop()
+        assert list((root / "plugins_registry").iterdir()) == []

@@ -5,8 +5,16 @@ ListAndWatch stream and calls GetPreferredAllocation, Allocate and PreStartConta
 server holds no state of its own beyond the socket: every answer is computed from the
 `ResourceFeed`'s current list, so an update is in the very next answer.
 
-A socket that kubelet deleted cannot be listened on again: `ResourceServer.rebind()` stops the
+A socket that kubelet deleted cannot be listened on again: `ResourceServer.bind()` stops the
 gRPC server and starts a new one on a new socket at the same path.
+
+Two ways to be found by kubelet (`Registration` mode):
+- "socket": the socket in `device-plugins/`, and Register on `device-plugins/kubelet.sock` with
+  the options in the RegisterRequest (the way real kubelet 1.20 was seen to work here);
+- "watcher": the socket in `plugins_registry/`, which kubelet's plugin watcher finds by itself; the
+  same server also answers pluginregistration v1 (GetInfo names the resource and gives the socket
+  itself as the endpoint; NotifyRegistrationStatus is logged), and kubelet asks for the options
+  with GetDevicePluginOptions. No Register call.
 """
 
 from __future__ import annotations
@@ -19,19 +27,25 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
 from sriovkit.deviceplugin.allocate import AllocationError, allocate
 from sriovkit.deviceplugin.api.deviceplugin_v1beta1 import api_pb2 as pb
 from sriovkit.deviceplugin.api.deviceplugin_v1beta1 import api_pb2_grpc as pb_grpc
+from sriovkit.deviceplugin.api.pluginregistration_v1 import api_pb2 as reg_pb
+from sriovkit.deviceplugin.api.pluginregistration_v1 import api_pb2_grpc as reg_grpc
 from sriovkit.deviceplugin.model import Resource, ResourceFeed
 from sriovkit.deviceplugin.preferred import preferred
 
 log = logging.getLogger("sriovkit.agent")
 
+Registration = Literal["socket", "watcher"]
+
 API_VERSION = "v1beta1"
+PLUGIN_TYPE = "DevicePlugin"
+"""PluginInfo.type kubelet's plugin watcher hands to the device manager."""
 KUBELET_SOCKET = "kubelet.sock"
 HEALTHY, UNHEALTHY = "Healthy", "Unhealthy"
 SUN_PATH_MAX = 107
@@ -133,17 +147,50 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         return pb.PreStartContainerResponse()
 
 
+class WatcherRegistrationServicer(reg_grpc.RegistrationServicer):
+    """pluginregistration v1 for kubelet's plugin watcher: who we are, and where to call."""
+
+    def __init__(self, resource_name: str, endpoint: Path) -> None:
+        self.resource_name = resource_name
+        self.endpoint = endpoint
+        self.status: reg_pb.RegistrationStatus | None = None
+
+    def GetInfo(self, request: reg_pb.InfoRequest, context: Any) -> reg_pb.PluginInfo:
+        return reg_pb.PluginInfo(
+            type=PLUGIN_TYPE, name=self.resource_name, endpoint=str(self.endpoint),
+            supported_versions=[API_VERSION],
+        )
+
+    def NotifyRegistrationStatus(
+        self, request: reg_pb.RegistrationStatus, context: Any
+    ) -> reg_pb.RegistrationStatusResponse:
+        self.status = request
+        if request.plugin_registered:
+            log.info("device plugin: %s: registered by kubelet's plugin watcher",
+                     self.resource_name)
+        else:
+            log.warning("device plugin: %s: kubelet's plugin watcher refused it: %s",
+                        self.resource_name, request.error)
+        return reg_pb.RegistrationStatusResponse()
+
+
 def options() -> pb.DevicePluginOptions:
     return pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True)
 
 
 class ResourceServer:
-    """The gRPC server of one resource on `<device-plugins dir>/<socket_name>`."""
+    """The gRPC server of one resource on `<dir>/<socket_name>`: `dir` is `device-plugins/` in
+    "socket" mode, `plugins_registry/` in "watcher" mode."""
 
-    def __init__(self, feed: ResourceFeed, plugin_dir: Path, *, workers: int = 4) -> None:
+    def __init__(
+        self, feed: ResourceFeed, plugin_dir: Path, *, mode: Registration = "socket",
+        workers: int = 4,
+    ) -> None:
         self.feed = feed
         self.plugin_dir = plugin_dir
+        self.mode = mode
         self.path = plugin_dir / socket_name(feed.name)
+        self.watcher_registration: WatcherRegistrationServicer | None = None
         if len(os.fsencode(self.path)) > SUN_PATH_MAX:
             raise ValueError(f"socket path {self.path} is longer than {SUN_PATH_MAX} bytes")
         self.workers = workers
@@ -166,6 +213,11 @@ class ResourceServer:
         server = grpc.server(self._executor)
         servicer = DevicePluginServicer(self.feed, self._closing)
         pb_grpc.add_DevicePluginServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        if self.mode == "watcher":
+            self.watcher_registration = WatcherRegistrationServicer(self.feed.name, self.path)
+            reg_grpc.add_RegistrationServicer_to_server(  # type: ignore[no-untyped-call]
+                self.watcher_registration, server
+            )
         if server.add_insecure_port("unix:" + str(self.path)) == 0:
             raise OSError(f"cannot listen on {self.path}")
         server.start()

@@ -10,6 +10,10 @@ new ListAndWatch stream and gets the full current list as its first answer.
 
 kubelet not running (no `kubelet.sock`, or the directory itself missing) is not an error: the
 plugin waits for it. A registration that fails is retried shortly after, and logged.
+
+With `registration="watcher"` the sockets go in `plugins_registry/` instead, where kubelet's plugin
+watcher finds them (and finds them again after a restart: kubelet does not wipe that directory);
+the thread then only re-creates a socket that disappeared. See `server` for both modes.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ import grpc
 
 from sriovkit.agent.supervisor import OnExit
 from sriovkit.deviceplugin.model import ResourceFeed
-from sriovkit.deviceplugin.server import KUBELET_SOCKET, ResourceServer
+from sriovkit.deviceplugin.server import KUBELET_SOCKET, Registration, ResourceServer
 from sriovkit.deviceplugin.watch import DirWatch
 
 log = logging.getLogger("sriovkit.agent")
 
 DEFAULT_KUBELET_DIR = Path("/var/lib/kubelet")
 PLUGIN_DIR = "device-plugins"
+REGISTRY_DIR = "plugins_registry"
 
 
 class DevicePluginService:
@@ -39,7 +44,8 @@ class DevicePluginService:
     `kubelet_dir` is kubelet's root (`--root-dir`, default /var/lib/kubelet); tests point it at a
     temporary directory. `interval` is the safety-net re-check (the watch normally wakes at once);
     `retry` the pause before a failed registration is tried again; `register_timeout` how long
-    one Register call may wait for kubelet.
+    one Register call may wait for kubelet. `registration` is "socket" (Register on kubelet.sock)
+    or "watcher" (a socket in plugins_registry/ for kubelet's plugin watcher).
     """
 
     name = "device-plugin"
@@ -52,14 +58,18 @@ class DevicePluginService:
         interval: float = 1.0,
         retry: float = 0.2,
         register_timeout: float = 2.0,
+        registration: Registration = "socket",
     ) -> None:
         names = [f.name for f in feeds]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"resource listed twice: {', '.join(dupes)}")
-        self.plugin_dir = kubelet_dir / PLUGIN_DIR
-        self.kubelet_sock = self.plugin_dir / KUBELET_SOCKET
-        self.servers = [ResourceServer(f, self.plugin_dir) for f in feeds]
+        if registration not in ("socket", "watcher"):
+            raise ValueError(f"registration {registration!r} is not socket or watcher")
+        self.registration = registration
+        self.kubelet_sock = kubelet_dir / PLUGIN_DIR / KUBELET_SOCKET
+        self.plugin_dir = kubelet_dir / (PLUGIN_DIR if registration == "socket" else REGISTRY_DIR)
+        self.servers = [ResourceServer(f, self.plugin_dir, mode=registration) for f in feeds]
         self.interval = interval
         self.retry = retry
         self.register_timeout = register_timeout
@@ -133,6 +143,8 @@ class DevicePluginService:
                     log.warning("device plugin: %s: cannot listen: %s", server.feed.name, exc)
                     pending = True
                     continue
+            if self.registration == "watcher":
+                continue  # kubelet's plugin watcher calls us
             kubelet = _identity(self.kubelet_sock)
             if kubelet is None or server.registered_with == kubelet:
                 continue
