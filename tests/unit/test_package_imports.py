@@ -30,3 +30,21 @@ def test_no_shipped_module_imports_pytest() -> None:
     assert set(report["modules"]) == expected and "sriovkit.cli" in expected
     leaked = [m for m in report["loaded"] if m.split(".")[0] in {"pytest", "_pytest"}]
     assert leaked == []
+
+
+_GRPC_PROBE = """
+import importlib, json, sys
+importlib.import_module(sys.argv[1])
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {"grpc", "google"})))
+"""
+
+
+def test_cli_and_cni_shim_do_not_import_grpc() -> None:
+    """grpc (and protobuf) belong to the device plugin: the CLI's other commands and the `sriov`
+    CNI shim, which runs once per pod ADD, must not pay for loading them."""
+    for module in ("sriovkit.cli", "sriovkit.cni.shim"):
+        proc = subprocess.run(
+            [sys.executable, "-c", _GRPC_PROBE, module],
+            capture_output=True, text=True, check=True, timeout=120,
+        )
+        assert json.loads(proc.stdout) == [], module
