@@ -29,6 +29,7 @@ from sriovkit.model.bond import (
     BondOptions,
     BondPort,
     BondSpec,
+    FailOverMac,
     LacpRate,
     PortOptions,
     PrimaryReselect,
@@ -282,8 +283,11 @@ def test_traffic_flows_through_the_bond_before_and_after_failover() -> None:
         subprocess.run(["ip", "link", "set", peer, "netns", ns], check=True)
         for cmd in (["addr", "add", "10.77.0.2/24", "dev", peer], ["link", "set", peer, "up"]):
             subprocess.run(["ip", "-n", ns, *cmd], check=True)
-        spec = BondSpec("bond2", BondMode.ACTIVE_BACKUP, BondOptions(miimon=100, primary=b),
-                        (BondPort(a), BondPort(b)))  # fmt: skip
+        # fail_over_mac active: each VF keeps its own MAC and the bond takes the active one's.
+        # With the default (none) both ports carry one MAC, and the peer's replies to it are
+        # switched inside PF0 to its local VF a, the backup port, which drops them.
+        options = BondOptions(miimon=100, primary=b, fail_over_mac=FailOverMac.ACTIVE)
+        spec = BondSpec("bond2", BondMode.ACTIVE_BACKUP, options, (BondPort(a), BondPort(b)))
         result = create_bond(nl, spec)
         assert isinstance(result, tuple)
         subprocess.run(["ip", "addr", "add", "10.77.0.1/24", "dev", "bond2"], check=True)
