@@ -31,10 +31,32 @@ def _socket_default() -> Path:
     "[/var/lib/sriovkit or $SRIOVKIT_STATE_DIR].",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
+@click.option("--device-plugin", is_flag=True, help="Also serve kubelet's device plugin API.")
+@click.option(
+    "--dp-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The device plugin's config.json [/etc/pcidp/config.json under --root].",
+)
+@click.option(
+    "--kubelet-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/var/lib/kubelet"),
+    show_default=True,
+    help="kubelet's root directory (device-plugins/ is under it).",
+)
 @click.pass_obj
-def agent(env: CliEnv, socket_path: Path | None, state_dir: Path | None, verbose: bool) -> None:
-    """Run the node agent in the foreground: serve the `sriov` CNI shim until SIGTERM."""
-    from sriovkit.agent.main import run_agent  # noqa: PLC0415 - pyroute2 and ops are heavy
+def agent(
+    env: CliEnv,
+    socket_path: Path | None,
+    state_dir: Path | None,
+    verbose: bool,
+    device_plugin: bool,
+    dp_config: Path | None,
+    kubelet_dir: Path,
+) -> None:
+    """Run the node agent in the foreground: serve the `sriov` CNI shim (and, with
+    --device-plugin, kubelet's device plugin API) until SIGTERM."""
+    from sriovkit.agent.main import DevicePluginSetup, run_agent  # noqa: PLC0415 - heavy
     from sriovkit.agent.supervisor import setup_logging  # noqa: PLC0415
     from sriovkit.errors import InvalidInput  # noqa: PLC0415
 
@@ -50,7 +72,13 @@ def agent(env: CliEnv, socket_path: Path | None, state_dir: Path | None, verbose
         if not state.is_absolute():
             raise InvalidInput("--state-dir", f"{state} is not an absolute path")
         defaults["SRIOVKIT_STATE_DIR"] = str(state)
-    run_agent(path, defaults)
+    setup = None
+    if device_plugin:
+        config = dp_config or Path(env.root) / "etc/pcidp/config.json"
+        setup = DevicePluginSetup(Path(env.root), config, kubelet_dir)
+    elif dp_config is not None:
+        raise InvalidInput("--dp-config", "needs --device-plugin")
+    run_agent(path, defaults, device_plugin=setup)
 
 
 @click.command("install-cni")

@@ -1,0 +1,68 @@
+"""The real agent process with `--device-plugin` against the test kubelet: the pools of a
+simulated host registered and listed, Allocate answered, SIGTERM leaving no socket behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fake_kubelet import FakeKubelet, short_root
+
+from sriovkit.sim import create_host
+
+RESOURCE = "intel.com/igb_vfs"
+CONFIG = {"resourceList": [{"resourceName": "igb_vfs", "selectors": {"drivers": ["igbvf"]}}]}
+# The dual-port 82576 with 2 VFs per port: VFs 0-1 of port 0, then of port 1.
+VFS = ["0000:3b:10.0", "0000:3b:10.1", "0000:3b:10.2", "0000:3b:10.3"]
+
+
+def test_agent_serves_the_pools_to_kubelet(tmp_path: Path) -> None:
+    create_host(tmp_path / "host", ["82576"], vfs=2, extras=False)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(CONFIG))
+    with short_root() as kubelet_dir:
+        kubelet = FakeKubelet(kubelet_dir).start()
+        cmd = [
+            sys.executable, "-m", "sriovkit.cli", "--root", str(tmp_path / "host"), "agent",
+            "--socket", str(kubelet_dir / "agent.sock"), "--state-dir", str(tmp_path / "state"),
+            "--device-plugin", "--dp-config", str(config), "--kubelet-dir", str(kubelet_dir),
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        try:
+            (request,) = kubelet.wait_registered(1, timeout=30)
+            assert request.resource_name == RESOURCE
+            seen = kubelet.stream(RESOURCE).next(timeout=10)
+            assert sorted(d.id for d in seen) == sorted(VFS)
+            assert {d.health for d in seen} == {"Healthy"}
+            answer = kubelet.plugin(RESOURCE).allocate([VFS[0], VFS[2]])
+            envs = dict(answer.container_responses[0].envs)
+            assert envs["PCIDEVICE_INTEL_COM_IGB_VFS"] == f"{VFS[0]},{VFS[2]}"
+        finally:
+            kubelet.stop()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        assert not list((kubelet_dir / "device-plugins").glob("sriovkit-*.sock"))
+
+
+def test_a_bad_config_stops_the_agent_with_one_line(tmp_path: Path) -> None:
+    create_host(tmp_path / "host", ["82576"], vfs=2, extras=False)
+    config = tmp_path / "config.json"
+    config.write_text('{"resourceList": [{"resourceName": "x y", "selectors": {}}]}')
+    with short_root() as kubelet_dir:
+        start = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "sriovkit.cli", "--root", str(tmp_path / "host"), "agent",
+             "--socket", str(kubelet_dir / "agent.sock"), "--device-plugin",
+             "--dp-config", str(config), "--kubelet-dir", str(kubelet_dir)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert time.monotonic() - start < 60
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("sriovkit: error: invalid resourceList[0]")
+    assert "Traceback" not in proc.stderr
