@@ -62,15 +62,31 @@ def vfs() -> Iterator[tuple[Netlink, str, str]]:
     for pf in PFS:
         (PCI / pf / "sriov_numvfs").write_text("1")
     nl = Pyroute2Netlink()
+    was_up = _pfs_up(nl)
     try:
-        for pf in PFS:
-            nl.set_link(_netdev(PCI / pf), LinkChange(up=True))
         a, b = (_netdev(PCI / pf / "virtfn0") for pf in PFS)
         yield nl, a, b
     finally:
         for name in nl.bonds():
             nl.delete_link(name)
+        _pfs_back(nl, was_up)
         nl.close()
+
+
+def _pfs_up(nl: Netlink) -> dict[str, bool]:
+    """Bring both PFs up (VFs have no link otherwise); their admin states before."""
+    was = {}
+    for pf in PFS:
+        name = _netdev(PCI / pf)
+        was[name] = nl.link(name).up
+        nl.set_link(name, LinkChange(up=True))
+    return was
+
+
+def _pfs_back(nl: Netlink, was: dict[str, bool]) -> None:
+    """The PFs' admin states as they were: later lab tests read the PF's carrier."""
+    for name, up in was.items():
+        nl.set_link(name, LinkChange(up=up))
 
 
 def _snapshot(nl: Netlink, *names: str) -> list[tuple[str, str, int, bool, int | None]]:
@@ -273,9 +289,8 @@ def test_traffic_flows_through_the_bond_before_and_after_failover() -> None:
     (PCI / PFS[1] / "sriov_numvfs").write_text("1")
     nl = Pyroute2Netlink()
     ns = "sk-bond-peer"
+    was_up = _pfs_up(nl)
     try:
-        for pf in PFS:
-            nl.set_link(_netdev(PCI / pf), LinkChange(up=True))
         a = _netdev(PCI / PFS[0] / "virtfn0")
         b = _netdev(PCI / PFS[1] / "virtfn0")
         peer = _netdev(PCI / PFS[0] / "virtfn1")
@@ -310,4 +325,5 @@ def test_traffic_flows_through_the_bond_before_and_after_failover() -> None:
         subprocess.run(["ip", "netns", "del", ns], check=False)
         for name in nl.bonds():
             nl.delete_link(name)
+        _pfs_back(nl, was_up)
         nl.close()
