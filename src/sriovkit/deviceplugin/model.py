@@ -10,9 +10,10 @@ ListAndWatch sends: kubelet replaces its view with each answer.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,6 +21,8 @@ Policy = Literal["spread", "pack", "none"]
 """How GetPreferredAllocation picks among equally good devices (after must_include and NUMA):
 `spread` across PFs (a bond of VFs wants its members on different PFs), `pack` one PF first
 (keeps whole PFs free for later requests), `none` (kubelet's own order)."""
+
+log = logging.getLogger("sriovkit.agent")
 
 POLICIES: tuple[Policy, ...] = ("spread", "pack", "none")
 
@@ -35,7 +38,9 @@ class Device:
     `numa` is None when the topology is unknown or excluded; `pf` groups devices for the
     spread/pack policies; `driver` and `iommu_group` decide what Allocate hands the container
     (vfio-pci: the group's device node); `extra` is the pool's additionalInfo, passed on in the
-    `_INFO` env under "extra" as sriov-network-device-plugin does.
+    `_INFO` env under "extra" as sriov-network-device-plugin does. `vhost_net`: the pool's
+    selector asked for needVhostNet, so the container also gets /dev/vhost-net and /dev/net/tun
+    (a DPDK virtio-user or a VM's vhost backend needs them beside the VF).
     """
 
     id: str
@@ -45,6 +50,7 @@ class Device:
     driver: str | None = None
     iommu_group: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict, compare=True, hash=False)
+    vhost_net: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class ResourceFeed:
             raise ValueError(f"policy {policy!r} is not one of {', '.join(POLICIES)}")
         self._cond = threading.Condition()
         self._resource = Resource(check_resource_name(name), _unique(devices), policy, 1)
+        self._listeners: list[Callable[[Resource], None]] = []
+        self._notify = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -99,6 +107,30 @@ class ResourceFeed:
             old = self._resource
             self._resource = Resource(old.name, new, old.policy, old.generation + 1)
             self._cond.notify_all()
+        self._tell_listeners()
+
+    def subscribe(self, listener: Callable[[Resource], None]) -> None:
+        """Call `listener` with the new resource after every `update()` (in the updating
+        thread, outside the feed's lock, one call at a time, always with the latest list): what
+        must follow the list on disk (CDI specs, device-info files) hooks in here, so the pool
+        builder only ever calls `update()`. A listener's exception is logged, not raised."""
+        with self._cond:
+            self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[Resource], None]) -> None:
+        with self._cond:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _tell_listeners(self) -> None:
+        with self._notify:
+            with self._cond:
+                res, listeners = self._resource, list(self._listeners)
+            for listener in listeners:
+                try:
+                    listener(res)
+                except Exception:
+                    log.exception("device plugin: %s: update listener failed", res.name)
 
     def wake(self) -> None:
         """Wake every waiter without a change (a stream being cancelled re-checks and leaves)."""

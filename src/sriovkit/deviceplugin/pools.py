@@ -25,8 +25,9 @@ DEFAULT_CONFIG = Path("etc/pcidp/config.json")
 
 
 def feeds_from_pools(pools: list[Pool], config: DpConfig) -> list[ResourceFeed]:
-    """One feed per pool; each device with its NUMA node, PF, driver, IOMMU group and the
-    entry's additionalInfo (the device's own entry, else `*`)."""
+    """One feed per pool; each device with its NUMA node, PF, driver, IOMMU group, whether its
+    selector asked for needVhostNet, and the entry's additionalInfo (the device's own entry,
+    else `*`)."""
     infos = {r.full_name: r.additional_info or {} for r in config.resources}
     feeds = []
     for pool in pools:
@@ -39,6 +40,7 @@ def feeds_from_pools(pools: list[Pool], config: DpConfig) -> list[ResourceFeed]:
                 driver=d.driver,
                 iommu_group=None if d.iommu_group is None else str(d.iommu_group),
                 extra=dict(info.get(str(d.pci)) or info.get("*") or {}),
+                vhost_net=d.vhost_net,
             )
             for d in pool.devices
         ]

@@ -31,11 +31,12 @@ from typing import Any, Literal
 
 import grpc
 
-from sriovkit.deviceplugin.allocate import AllocationError, allocate
+from sriovkit.deviceplugin.allocate import AllocationError
 from sriovkit.deviceplugin.api.deviceplugin_v1beta1 import api_pb2 as pb
 from sriovkit.deviceplugin.api.deviceplugin_v1beta1 import api_pb2_grpc as pb_grpc
 from sriovkit.deviceplugin.api.pluginregistration_v1 import api_pb2 as reg_pb
 from sriovkit.deviceplugin.api.pluginregistration_v1 import api_pb2_grpc as reg_grpc
+from sriovkit.deviceplugin.extras import AllocateExtras
 from sriovkit.deviceplugin.model import Resource, ResourceFeed
 from sriovkit.deviceplugin.preferred import preferred
 
@@ -75,9 +76,12 @@ def to_pb_devices(resource: Resource) -> list[pb.Device]:
 class DevicePluginServicer(pb_grpc.DevicePluginServicer):
     """kubelet's DevicePlugin service for one resource."""
 
-    def __init__(self, feed: ResourceFeed, closing: threading.Event) -> None:
+    def __init__(
+        self, feed: ResourceFeed, closing: threading.Event, extras: AllocateExtras | None = None
+    ) -> None:
         self.feed = feed
         self.closing = closing
+        self.extras = extras or AllocateExtras()
 
     def GetDevicePluginOptions(self, request: pb.Empty, context: Any) -> pb.DevicePluginOptions:
         return options()
@@ -122,7 +126,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         answers = []
         for c in request.container_requests:
             try:
-                got = allocate(res, list(c.devices_ids))
+                got = self.extras.allocate(res, list(c.devices_ids))
             except AllocationError as exc:
                 log.warning("device plugin: Allocate refused: %s", exc)
                 code = grpc.StatusCode.NOT_FOUND if exc.unknown else grpc.StatusCode.UNAVAILABLE
@@ -136,6 +140,8 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
                                       permissions=s.permissions)
                         for s in got.specs
                     ],
+                    cdi_devices=[pb.CDIDevice(name=n) for n in got.cdi_devices],
+                    annotations=got.annotations,
                 )
             )
         return pb.AllocateResponse(container_responses=answers)
@@ -184,9 +190,10 @@ class ResourceServer:
 
     def __init__(
         self, feed: ResourceFeed, plugin_dir: Path, *, mode: Registration = "socket",
-        workers: int = 4,
+        workers: int = 4, extras: AllocateExtras | None = None,
     ) -> None:
         self.feed = feed
+        self.extras = extras
         self.plugin_dir = plugin_dir
         self.mode = mode
         self.path = plugin_dir / socket_name(feed.name)
@@ -211,7 +218,7 @@ class ResourceServer:
         # restart does not leave a pool of idle threads behind each time.
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="dp-" + self.feed.name)
         server = grpc.server(self._executor)
-        servicer = DevicePluginServicer(self.feed, self._closing)
+        servicer = DevicePluginServicer(self.feed, self._closing, self.extras)
         pb_grpc.add_DevicePluginServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         if self.mode == "watcher":
             self.watcher_registration = WatcherRegistrationServicer(self.feed.name, self.path)

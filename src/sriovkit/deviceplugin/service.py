@@ -27,6 +27,7 @@ from pathlib import Path
 import grpc
 
 from sriovkit.agent.supervisor import OnExit
+from sriovkit.deviceplugin.extras import AllocateExtras
 from sriovkit.deviceplugin.model import ResourceFeed
 from sriovkit.deviceplugin.server import KUBELET_SOCKET, Registration, ResourceServer
 from sriovkit.deviceplugin.watch import DirWatch
@@ -46,6 +47,12 @@ class DevicePluginService:
     `retry` the pause before a failed registration is tried again; `register_timeout` how long
     one Register call may wait for kubelet. `registration` is "socket" (Register on kubelet.sock)
     or "watcher" (a socket in plugins_registry/ for kubelet's plugin watcher).
+
+    What Allocate does besides answering (see `extras`): `devinfo_dir` is where device-info
+    files go (`devinfo.DEFAULT_DEVINFO_DIR` in production; None: none written); `cdi_dir` turns
+    CDI on, with its spec files there (`cdi.DEFAULT_CDI_DIR`; None: plain device specs);
+    `host_root` is the host whose sysfs names the VFs' RDMA devices (None: no RDMA devices).
+    The defaults keep the plain answer and touch no file.
     """
 
     name = "device-plugin"
@@ -59,6 +66,9 @@ class DevicePluginService:
         retry: float = 0.2,
         register_timeout: float = 2.0,
         registration: Registration = "socket",
+        devinfo_dir: Path | None = None,
+        cdi_dir: Path | None = None,
+        host_root: Path | None = None,
     ) -> None:
         names = [f.name for f in feeds]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -69,7 +79,12 @@ class DevicePluginService:
         self.registration = registration
         self.kubelet_sock = kubelet_dir / PLUGIN_DIR / KUBELET_SOCKET
         self.plugin_dir = kubelet_dir / (PLUGIN_DIR if registration == "socket" else REGISTRY_DIR)
-        self.servers = [ResourceServer(f, self.plugin_dir, mode=registration) for f in feeds]
+        self.feeds = list(feeds)
+        self.extras = AllocateExtras(devinfo_dir=devinfo_dir, cdi_dir=cdi_dir, host_root=host_root)
+        self.servers = [
+            ResourceServer(f, self.plugin_dir, mode=registration, extras=self.extras)
+            for f in feeds
+        ]
         self.interval = interval
         self.retry = retry
         self.register_timeout = register_timeout
@@ -81,6 +96,9 @@ class DevicePluginService:
         """Listen on every resource's socket (when kubelet's directory is there) and start the
         thread that registers them; returns once the sockets listen."""
         self._stopping.clear()
+        for feed in self.feeds:
+            feed.subscribe(self.extras.on_update)
+        self.extras.start(f.current() for f in self.feeds)
         try:
             if self.plugin_dir.is_dir():
                 for server in self.servers:
@@ -106,6 +124,8 @@ class DevicePluginService:
     def stop(self) -> None:
         """Stop registering, end the streams and remove our sockets."""
         self._stopping.set()
+        for feed in self.feeds:
+            feed.unsubscribe(self.extras.on_update)
         if self._watch is not None:
             self._watch.interrupt()
         if self._thread is not None:
