@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from fake_kubelet import FakeKubelet, Seen, Stream, short_root  # noqa: E402
+from fake_kubelet import FakeKubelet, Seen, Stream, short_root
 
-from sriovkit.sim.veth import VethHost  # noqa: E402
+from sriovkit.sim.veth import VethHost
 
 pytestmark = pytest.mark.root
 if os.geteuid() != 0 or shutil.which("ip") is None:
