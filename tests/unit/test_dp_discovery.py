@@ -83,3 +83,11 @@ def test_parsers() -> None:
     )
     assert parse_uevent(uevent) == Event("device", "0000:00:02.0", "bind")
     assert parse_uevent(b"change@/x\0ACTION=change\0SUBSYSTEM=pci\0") is None
+
+
+def test_a_named_link_event_reads_that_link_only(tmp_path: Path) -> None:
+    host, d = _discovery(tmp_path)
+    FakeNetlink(host).set_carrier("enp59s0f1", False)
+    assert d.links_pass({"enp59s0f1"}) == ["intel.com/igb"]
+    assert {k for k, ok in _health(d).items() if not ok} == {"0000:3b:10.1", "0000:3b:10.3"}
+    assert d.links_pass({"gone0"}) == []
