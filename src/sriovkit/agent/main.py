@@ -1,19 +1,27 @@
 """The node agent process: which services it runs, in which order (see `supervisor`).
 
-The CNI socket server always; the Kubernetes device plugin (`deviceplugin/`) when asked for. The
-device plugin's feeds are built before anything starts, so a bad config stops the agent with
-one clear error and the first ListAndWatch answer is complete.
+The CNI socket server always; the Kubernetes device plugin (`deviceplugin/`) when asked for, as
+two services: `Discovery` (owns the feeds, keeps them current from kernel events) and
+`DevicePluginService` (serves them). The feeds are built before anything starts, so a bad config
+stops the agent with one clear error and the first ListAndWatch answer is complete.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sriovkit.agent.cni_service import CniService
 from sriovkit.agent.server import Agent
 from sriovkit.agent.supervisor import Service, Supervisor
+
+if TYPE_CHECKING:
+    from sriovkit.host.events import EventSource
+
+log = logging.getLogger("sriovkit.agent")
 
 
 @dataclass(frozen=True)
@@ -26,12 +34,46 @@ class DevicePluginSetup:
     kubelet_dir: Path
 
 
-def _device_plugin(setup: DevicePluginSetup) -> Service:
-    # grpc and the inventory only when the device plugin is asked for.
-    from sriovkit.deviceplugin.pools import load_feeds  # noqa: PLC0415
-    from sriovkit.deviceplugin.service import DevicePluginService  # noqa: PLC0415
+def _event_sources(root: Path) -> list[EventSource]:
+    """The simulated kernel's events on a simulated host; the real kernel's otherwise, and also
+    in veth mode, where the VF netdevs are real veth ends whose carrier only the kernel reports."""
+    from sriovkit.host.events import kernel_sources  # noqa: PLC0415
+    from sriovkit.wiring import is_simulated  # noqa: PLC0415
 
-    return DevicePluginService(load_feeds(setup.root, setup.config), setup.kubelet_dir)
+    sources: list[EventSource] = []
+    if is_simulated(root):
+        from sriovkit.sim.events import SimEvents  # noqa: PLC0415
+        from sriovkit.sim.veth_pairs import VETH_MARKER  # noqa: PLC0415
+
+        sources.append(SimEvents(root))
+        if not (root / VETH_MARKER).is_file():
+            return sources
+    try:
+        sources.extend(kernel_sources())
+    except OSError as exc:  # no netlink here: the safety-net re-scan still runs
+        log.warning("device plugin: no kernel events (%s): re-scanning every 30 s only", exc)
+    return sources
+
+
+def _device_plugin(setup: DevicePluginSetup) -> list[Service]:
+    """The discovery (owner of the feeds, re-discovering on events) and the gRPC service that
+    serves them: two services, so each starts and stops alone; discovery first, so the feeds
+    are complete before kubelet can ask."""
+    # grpc and the inventory only when the device plugin is asked for.
+    from sriovkit.deviceplugin.discovery import Discovery  # noqa: PLC0415
+    from sriovkit.deviceplugin.service import DevicePluginService  # noqa: PLC0415
+    from sriovkit.wiring import open_netlink  # noqa: PLC0415
+
+    netlink = open_netlink(setup.root)
+    sources = _event_sources(setup.root)
+    try:
+        discovery = Discovery(setup.root, setup.config, netlink, sources)
+    except BaseException:
+        for source in sources:
+            source.close()
+        netlink.close()
+        raise
+    return [discovery, DevicePluginService(discovery.feeds, setup.kubelet_dir)]
 
 
 def run_agent(
@@ -48,7 +90,7 @@ def run_agent(
     """
     services: list[Service] = []
     if device_plugin is not None:
-        services.append(_device_plugin(device_plugin))
+        services.extend(_device_plugin(device_plugin))
     cni = CniService.at(path, defaults)
     supervisor = Supervisor([cni, *services])
     supervisor.run(ready=None if ready is None else lambda: ready(cni.agent))

@@ -2,8 +2,8 @@
 
 The agent builds its feeds once at start, from the config file and the host's inventory, before
 the plugin service starts: so the first ListAndWatch answer after an agent restart already has
-the right capacity. Re-discovery (VF count, driver and netdev changes, config changes) and
-health from link events are not here yet: a device is advertised Healthy.
+the right capacity. Re-discovery and health (`discovery.Discovery`) re-run `host_pools` when
+the host or the config changes.
 """
 
 from __future__ import annotations
@@ -18,55 +18,70 @@ from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.dp_config import DEFAULT_PREFIX, DpConfig, parse_config
 from sriovkit.model.dp_pool import Pool
 from sriovkit.ops import discover
+from sriovkit.ops.discover import Inventory
 from sriovkit.ops.dp_pools import pools as find_pools
 
 DEFAULT_CONFIG = Path("etc/pcidp/config.json")
 """sriov-network-device-plugin's default config file, under the host root."""
 
 
-def feeds_from_pools(pools: list[Pool], config: DpConfig) -> list[ResourceFeed]:
-    """One feed per pool; each device with its NUMA node, PF, driver, IOMMU group, whether its
-    selector asked for needVhostNet, and the entry's additionalInfo (the device's own entry,
-    else `*`)."""
+def pool_devices(pool: Pool, config: DpConfig) -> list[Device]:
+    """The devices of `pool` as advertised: each with its NUMA node, PF, driver, IOMMU group,
+    whether its selector asked for needVhostNet, and the entry's additionalInfo (the device's
+    own entry, else `*`)."""
     infos = {r.full_name: r.additional_info or {} for r in config.resources}
-    feeds = []
-    for pool in pools:
-        info = infos.get(pool.full_name, {})
-        devices = [
-            Device(
-                id=str(d.pci),
-                numa=d.numa,
-                pf=d.pf_name,
-                driver=d.driver,
-                iommu_group=None if d.iommu_group is None else str(d.iommu_group),
-                extra=dict(info.get(str(d.pci)) or info.get("*") or {}),
-                vhost_net=d.vhost_net,
-            )
-            for d in pool.devices
-        ]
-        feeds.append(ResourceFeed(pool.full_name, devices))
-    return feeds
+    info = infos.get(pool.full_name, {})
+    return [
+        Device(
+            id=str(d.pci),
+            numa=d.numa,
+            pf=d.pf_name,
+            driver=d.driver,
+            iommu_group=None if d.iommu_group is None else str(d.iommu_group),
+            extra=dict(info.get(str(d.pci)) or info.get("*") or {}),
+            vhost_net=d.vhost_net,
+        )
+        for d in pool.devices
+    ]
 
 
-def load_feeds(root: Path, config_path: Path, prefix: str = DEFAULT_PREFIX) -> list[ResourceFeed]:
-    """Read the config, discover the host at `root`, and return the feeds to serve."""
+def feeds_from_pools(pools: list[Pool], config: DpConfig) -> list[ResourceFeed]:
+    """One feed per pool (see `pool_devices`)."""
+    return [ResourceFeed(pool.full_name, pool_devices(pool, config)) for pool in pools]
+
+
+def read_config(config_path: Path, prefix: str = DEFAULT_PREFIX) -> DpConfig:
+    """The parsed config file, or NotFound / HostError / the parser's error naming the entry."""
     try:
         text = config_path.read_bytes()
     except FileNotFoundError:
         raise NotFound(f"device plugin config {config_path} not found") from None
     except OSError as exc:
         raise HostError(f"cannot read device plugin config {config_path}: {exc.strerror}") from exc
-    config = parse_config(text, default_prefix=prefix)
+    return parse_config(text, default_prefix=prefix)
+
+
+def host_pools(root: Path, config: DpConfig) -> tuple[Inventory, list[Pool]]:
+    """Discover the host at `root` and evaluate the pools of `config` on it."""
     facts = NetFacts(root)
     inventory = discover.collect(Sysfs(root), PciIds())
-    pools = find_pools(
+    found = find_pools(
         inventory,
         config,
         facts=facts,
         bond_ports=facts.bond_ports(),
         default_route=facts.default_route_links(),
     )
-    return feeds_from_pools(pools, config)
+    return inventory, found
 
 
-__all__ = ["DEFAULT_CONFIG", "feeds_from_pools", "load_feeds"]
+def load_feeds(root: Path, config_path: Path, prefix: str = DEFAULT_PREFIX) -> list[ResourceFeed]:
+    """Read the config, discover the host at `root`, and return the feeds to serve."""
+    config = read_config(config_path, prefix)
+    return feeds_from_pools(host_pools(root, config)[1], config)
+
+
+__all__ = [
+    "DEFAULT_CONFIG", "feeds_from_pools", "host_pools", "load_feeds", "pool_devices",
+    "read_config",
+]  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 from sriovkit.errors import HostError
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.pci import PciAddress
+from sriovkit.sim.events import publish
 from sriovkit.sim.machine import SimKernel, fail
 
 __all__ = ["SimSysfs", "load_module"]
@@ -45,6 +46,11 @@ class SimSysfs(Sysfs):
             ) from exc
         if not handled:
             super().write(rel, value)
+        else:
+            # What the PCI core's uevent names: the device written to (bind/unbind/probe take
+            # its address as the value; sriov_numvfs and driver_override sit in its directory).
+            named = PciAddress.try_parse(value.strip()) or PciAddress.try_parse(parts[-2])
+            publish(self.root, "device", None if named is None else str(named))
 
     def _resolve(self, rel: str) -> list[str]:
         """Path components of `rel` relative to the root, symlinks resolved (sys/class/net/...)."""

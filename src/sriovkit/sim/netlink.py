@@ -68,8 +68,22 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses, FakeBonds):
         )
 
     def set_carrier(self, name: str, carrier: bool) -> None:
-        """Cable plugged or pulled (PF carrier gates igb's rate limiting)."""
-        self._run(lambda w: setattr(self._find(w, name), "carrier", carrier), write=True)
+        """Cable plugged or pulled (PF carrier gates igb's rate limiting).
+
+        On a simulated host the tree's `carrier` and `operstate` change too: the world is
+        re-read from the tree on every load, and that is where the kernel shows carrier.
+        """
+
+        def apply(w: World) -> None:
+            link = self._find(w, name)
+            link.carrier = carrier
+            if self.root is not None:
+                netdev = self.root / "sys/class/net" / link.key
+                (netdev / "carrier").write_text("1\n" if carrier else "0\n")
+                running = carrier and link.up
+                (netdev / "operstate").write_text("up\n" if running else "down\n")
+
+        self._run(apply, write=True)
 
     @staticmethod
     def _info(link: SimLink) -> LinkInfo:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sriovkit.errors import HostError, NotFound
+from sriovkit.sim.events import publish as publish_event
 from sriovkit.sim.netlink_bondview import publish
 from sriovkit.sim.netlink_state import SimLink, World, load_world, save_world, world_lock
 
@@ -70,6 +71,7 @@ class FakeSeam:
             finally:
                 save_world(root, world)
                 publish(root, world)  # /proc/net/bonding follows every change, like the kernel's
+                publish_event(root, "link")  # what rtnetlink would announce
 
     def _find(self, world: World, name: str) -> SimLink:
         for link in world.links.values():

@@ -1,0 +1,309 @@
+"""Re-discovery and health: the feeds kept current while the agent runs, without a restart.
+
+`Discovery` owns the resource feeds the device plugin serves. It builds them once before any
+service starts (so the first ListAndWatch answer after an agent restart is complete), then runs
+as its own agent service: one thread waits with select() on the host's event sources
+(`host/events.py` on a real host, `sim/events.py` on a simulated one) and on a wake pipe, and
+after each burst of events (settled for `settle` seconds, so 256 VFs appearing cost one pass):
+
+- only link events: re-read the named links (one RTM_GETLINK each; a dump when an event names
+  none, as the simulated kernel's do, or for a burst) and recompute health of the devices
+  already in the pools; no PCI re-read (the common case: carrier flaps, CNI moves);
+- a device event (VF created or removed, driver bound or unbound, netdev added), a lost-events
+  `rescan`, a changed config file, or the safety-net timer (`rescan`, 30 s): re-evaluate the
+  pools on a fresh inventory (~0.2 s on a 4096-VF simulated host) and the links.
+
+A feed is updated only when its device list or a device's health differs from what it holds:
+`ResourceFeed.update` wakes every ListAndWatch stream, and an unchanged list must not be sent.
+
+Health (the issue's four cases), computed per device on each pass:
+- its PF is admin up and has no carrier (cable pulled, switch port down): Unhealthy. A PF that
+  is admin down is left alone: that is the operator's choice, not a fault;
+- its own netdev is admin up and has no carrier (operstate down/lowerlayerdown): Unhealthy. A
+  VF netdev that is admin down (nobody uses it yet: VFs come up down) stays Healthy, and a netdev
+  not in the host netns (moved into a pod, or bound to vfio-pci) is not judged;
+- it disappeared: a VF removed by `sriov_numvfs` leaves the list (kubelet drops it from
+  capacity; pods holding it keep their allocation);
+- its driver no longer matches the pool: a device still present that its pool no longer selects
+  (unbound, or bound to a driver the pool does not take) and that no other pool took stays listed
+  in its pool as Unhealthy, and is Healthy again when it is rebound; if another pool selects it
+  now (e.g. netdevice -> vfio-pci with a vfio pool), it moves there. A config change drops these.
+
+A config change (mtime/size/inode of the file, checked every `config_poll` s) re-reads it: the
+device lists of existing resources follow it; a resource added or removed needs a restart (the
+gRPC servers are fixed at start), which is logged; a removed resource advertises nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from sriovkit.agent.supervisor import OnExit
+from sriovkit.deviceplugin.model import Device, ResourceFeed
+from sriovkit.deviceplugin.pools import host_pools, pool_devices, read_config
+from sriovkit.errors import NotFound, SriovkitError
+from sriovkit.host.events import Event, EventSource
+from sriovkit.host.netlink import LinkInfo
+from sriovkit.model.dp_config import DEFAULT_PREFIX, DpConfig
+from sriovkit.model.pci import PciAddress
+
+log = logging.getLogger("sriovkit.agent")
+
+_NAMED_LINKS_MAX = 32
+
+
+class LinkReader(Protocol):
+    """What health needs of the netlink seam: every link of the host netns."""
+
+    def links(self) -> list[LinkInfo]: ...
+
+    def link(self, name: str) -> LinkInfo: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A device in a pool, with what its health depends on."""
+
+    device: Device
+    """As advertised when healthy."""
+    netdev: str | None
+    stale: bool = False
+    """Kept only because its driver no longer matches the pool (always Unhealthy)."""
+
+
+def healthy(member: Member, links: dict[str, LinkInfo]) -> bool:
+    """The health rules of the module docstring, for one device."""
+    if member.stale:
+        return False
+    for name in (member.device.pf, member.netdev):
+        link = links.get(name) if name else None
+        if link is not None and link.up and not link.carrier:
+            return False
+    return True
+
+
+def _config_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class Discovery:
+    """The pools of `config_path` on the host at `root`, kept current (see the module doc).
+
+    Construction reads the config and the host (raising on a bad config, so the agent stops with
+    one clear error); `feeds` are then ready to hand to `DevicePluginService`. `sources` are
+    owned (closed by `stop()`).
+    """
+
+    name = "device-discovery"
+
+    def __init__(
+        self,
+        root: Path,
+        config_path: Path,
+        links: LinkReader,
+        sources: Sequence[EventSource] = (),
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        rescan: float = 30.0,
+        config_poll: float = 1.0,
+        settle: float = 0.05,
+    ) -> None:
+        self.root = root
+        self.config_path = config_path
+        self.prefix = prefix
+        self.rescan_interval = rescan
+        self.config_poll = config_poll
+        self.settle = settle
+        self._links_seam = links
+        self._sources = list(sources)
+        self._stamp = _config_stamp(config_path)
+        self._config: DpConfig = read_config(config_path, prefix)
+        self._links: dict[str, LinkInfo] = {}
+        self._members: dict[str, list[Member]] = {}
+        self.passes = {"full": 0, "links": 0}
+        self._read_links()
+        self._repool(sticky=False)
+        self.feeds = [ResourceFeed(name, self._advertised(name)) for name in self._members]
+        self._by_name = {f.name: f for f in self.feeds}
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._thread: threading.Thread | None = None
+
+    # --- the passes -------------------------------------------------------------------
+
+    def full_pass(self, *, config_changed: bool = False) -> list[str]:
+        """Re-read the host (and the config when it changed) and push what changed."""
+        if config_changed:
+            config = read_config(self.config_path, self.prefix)
+            old, new = set(self._by_name), {r.full_name for r in config.resources}
+            if old != new:
+                log.warning(
+                    "device plugin: config %s adds %s and removes %s: restart the agent to "
+                    "serve a new resource", self.config_path,
+                    ", ".join(sorted(new - old)) or "nothing",
+                    ", ".join(sorted(old - new)) or "nothing",
+                )  # fmt: skip
+            self._config = config
+        self._read_links()
+        self._repool(sticky=not config_changed)
+        self.passes["full"] += 1
+        return self._push()
+
+    def links_pass(self, names: set[str] | None = None) -> list[str]:
+        """Re-read link state only (of `names`, else all) and push health changes.
+
+        rtnetlink names the netdev in each event, so a carrier flap costs one RTM_GETLINK, not
+        a dump of every link on the host; a burst of many, or an unnamed one, takes the dump.
+        """
+        if names is None or len(names) > _NAMED_LINKS_MAX:
+            self._read_links()
+        else:
+            for name in names:
+                try:
+                    self._links[name] = self._links_seam.link(name)
+                except NotFound:
+                    self._links.pop(name, None)
+                except SriovkitError as exc:
+                    log.warning("device plugin: cannot read link %s: %s", name, exc)
+        self.passes["links"] += 1
+        return self._push()
+
+    def _read_links(self) -> None:
+        try:
+            self._links = {link.name: link for link in self._links_seam.links()}
+        except SriovkitError as exc:  # keep the last known state; the next pass retries
+            log.warning("device plugin: cannot read links: %s", exc)
+
+    def _repool(self, *, sticky: bool) -> None:
+        inventory, found = host_pools(self.root, self._config)
+        by_pci = {d.pci: d for pool in found for d in pool.devices}
+        members: dict[str, list[Member]] = {}
+        for pool in found:
+            members[pool.full_name] = [
+                Member(dev, by_pci[PciAddress.parse(dev.id)].netdev)
+                for dev in pool_devices(pool, self._config)
+            ]
+        if sticky:
+            for name, old in self._members.items():
+                listed = {m.device.id for m in members.get(name, [])}
+                for m in old:
+                    addr = PciAddress.parse(m.device.id)
+                    if m.device.id in listed or addr in by_pci or inventory.get(addr) is None:
+                        continue  # still here, moved to another pool, or gone from the host
+                    members.setdefault(name, []).append(replace(m, stale=True))
+        self._members = members
+
+    def _advertised(self, name: str) -> list[Device]:
+        out = []
+        for m in self._members.get(name, []):
+            ok = healthy(m, self._links)
+            out.append(m.device if ok else replace(m.device, healthy=False))
+        return out
+
+    def _push(self) -> list[str]:
+        changed = []
+        for feed in self.feeds:
+            devices = self._advertised(feed.name)
+            if tuple(devices) != feed.current().devices:
+                feed.update(devices)
+                changed.append(feed.name)
+                log.info("device plugin: %s: %d devices, %d unhealthy", feed.name,
+                         len(devices), sum(not d.healthy for d in devices))  # fmt: skip
+        return changed
+
+    # --- the service ------------------------------------------------------------------
+
+    def start(self, on_exit: OnExit) -> None:
+        """Start the thread that waits for events; returns at once."""
+        self._stopping.clear()
+
+        def run() -> None:
+            error: BaseException | None = None
+            try:
+                self._loop()
+            except BaseException as exc:  # handed to the supervisor
+                error = exc
+                log.error("device discovery stopped: %s", exc)
+            if not self._stopping.is_set():
+                on_exit(error)
+
+        self._thread = threading.Thread(target=run, name="device-discovery", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and close the event sources."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        for source in self._sources:
+            source.close()
+        self._sources = []
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _wait(self, timeout: float) -> list[Event]:
+        fds = [s.fileno() for s in self._sources]
+        ready, _, _ = select.select([self._wake_r, *fds], [], [], max(timeout, 0.0))
+        events: list[Event] = []
+        for source in self._sources:
+            if source.fileno() in ready:
+                events.extend(source.read())
+        if self._wake_r in ready:
+            with contextlib.suppress(OSError):
+                os.read(self._wake_r, 64)
+        return events
+
+    def _loop(self) -> None:
+        next_rescan = time.monotonic() + self.rescan_interval
+        retry_at: float | None = None
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            deadline = min(next_rescan, now + self.config_poll, retry_at or next_rescan)
+            events = self._wait(deadline - now)
+            if self._stopping.is_set():
+                return
+            if events:  # let the burst finish: one pass for all of it
+                time.sleep(self.settle)
+                events.extend(self._wait(0))
+            stamp = _config_stamp(self.config_path)
+            config_changed = stamp != self._stamp
+            now = time.monotonic()
+            full = (
+                config_changed or now >= next_rescan or (retry_at is not None and now >= retry_at)
+                or any(e.kind != "link" for e in events)
+            )  # fmt: skip
+            if not full and not events:
+                continue
+            try:
+                if full:
+                    self.full_pass(config_changed=config_changed)
+                    next_rescan = time.monotonic() + self.rescan_interval
+                else:
+                    named = {e.name for e in events}
+                    self.links_pass(None if None in named else {n for n in named if n})
+                retry_at = None
+            except (SriovkitError, OSError) as exc:  # a device vanished mid-read, a bad edit
+                log.warning("device plugin: re-discovery failed, retrying: %s", exc)
+                retry_at = time.monotonic() + 1.0
+            finally:
+                self._stamp = stamp  # a bad config is reported once, not every second
+
+
+__all__ = ["Discovery", "LinkReader", "Member", "healthy"]
