@@ -17,6 +17,7 @@ from fake_kubelet import short_root
 from fake_podresources import FakePodResources
 
 from sriovkit.cni.dispatch import execute, host_context
+from sriovkit.errors import HostError, InvalidInput
 from sriovkit.host.ipam import Ipam
 from sriovkit.host.podresources import SOCKET, PodResources, default_kubelet_dir
 from sriovkit.host.state import StateStore
@@ -255,3 +256,25 @@ def test_host_context_asks_the_kubelet_dir_of_the_env(tmp_path: Path) -> None:
     with host_context(env) as ctx:
         assert isinstance(ctx.pod_devices, PodResources)
         assert ctx.pod_devices.socket == Path("/var/lib/kubelet/pod-resources/kubelet.sock")
+
+
+def test_the_client_alone(kubelet_dir: Path, kubelet: FakePodResources) -> None:
+    kubelet.assign("ns1", "p", {"a": {RESOURCE: ["0000:01:10.0"]}, "b": {RESOURCE: ["x", "y"]}})
+    client = PodResources(kubelet_dir / SOCKET)
+    # Every container's devices, each once, in kubelet's order; other pods' never.
+    kubelet.assign("ns2", "p", {"a": {RESOURCE: ["z"]}})
+    assert client.devices("ns1", "p", RESOURCE) == ("0000:01:10.0", "x", "y")
+    assert client.devices("ns1", "p", "example.com/other") == ()
+
+
+def test_the_client_refuses_what_is_not_a_socket(tmp_path: Path) -> None:
+    (tmp_path / "pod-resources").mkdir()
+    (tmp_path / "pod-resources/kubelet.sock").write_text("")
+    with pytest.raises(HostError, match="is not a socket") as info:
+        PodResources(tmp_path / SOCKET).devices("ns", "p", RESOURCE)
+    assert info.value.cni_code == 999
+
+
+def test_a_relative_kubelet_dir_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="SRIOVKIT_KUBELET_DIR"):
+        default_kubelet_dir({"SRIOVKIT_KUBELET_DIR": "var/lib/kubelet"})
