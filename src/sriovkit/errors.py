@@ -76,6 +76,14 @@ class Abandoned(SriovkitError):
     cni_code = 11
 
 
+class Unavailable(SriovkitError):
+    """A service sriovkit asks (kubelet's PodResources API) does not answer: not running,
+    restarting, or its socket is missing. CNI code 11: the runtime's retry may succeed."""
+
+    exit_code = 5
+    cni_code = 11
+
+
 class Timeout(HostError):
     """A wait on the host ran out of its budget; the message says what is still missing."""
 
@@ -176,4 +184,5 @@ __all__ = [
     "ProtocolError",
     "SriovkitError",
     "Timeout",
+    "Unavailable",
 ]

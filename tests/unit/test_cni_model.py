@@ -371,3 +371,51 @@ def test_error_classes_carry_codes() -> None:
 def test_vlan_out_of_range_message_names_field_and_value() -> None:
     with pytest.raises(SriovkitError, match=r"invalid vlan: 5000 is outside 0-4094"):
         parse(conf(vlan=5000))
+
+
+# --- resourceName: the VF from kubelet's PodResources (no Multus) ------------------------------
+
+POD_ARGS = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_UID=u1"
+
+
+def test_resource_name_stands_in_for_the_device_id() -> None:
+    c = parse(conf(deviceID=None, resourceName="intel.com/sriov_net"), env(CNI_ARGS=POD_ARGS))
+    assert (c.device_id, c.resource_name) == (None, "intel.com/sriov_net")
+    # With a deviceID as well, the deviceID is the VF (resourceName is then only a label).
+    c = parse(conf(resourceName="openshift.io/intel.nics-1"), env(CNI_ARGS=POD_ARGS))
+    assert c.device_id == PciAddress(0, 0x3B, 0x02, 1)
+    # CHECK and DEL work from the record: no pod arguments needed.
+    check = {"CNI_COMMAND": "CHECK"}
+    c = parse(
+        conf(deviceID=None, resourceName="intel.com/sriov_net", prevResult={"cniVersion": "1.0.0"}),
+        env(**check),
+    )
+    assert c.resource_name == "intel.com/sriov_net"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sriov_net", "intel.com/", "/sriov", "Intel.com/x", "intel.com/a/b", "intel.com/-x",
+     "intel..com/x", "x" * 254 + "/y", "intel.com/" + "a" * 64],
+)  # fmt: skip
+def test_bad_resource_names(name: str) -> None:
+    with pytest.raises(SriovkitError) as info:
+        parse(conf(deviceID=None, resourceName=name), env(CNI_ARGS=POD_ARGS))
+    assert info.value.cni_code == 7
+    assert "invalid resourceName" in str(info.value)
+
+
+def test_resource_name_add_needs_the_pod_in_cni_args() -> None:
+    with pytest.raises(BadEnv, match="K8S_POD_NAMESPACE and K8S_POD_NAME not set") as info:
+        parse(conf(deviceID=None, resourceName="intel.com/sriov_net"))
+    assert info.value.cni_code == 4
+    with pytest.raises(BadEnv, match=r"K8S_POD_NAME not set: .* intel\.com/sriov_net"):
+        parse(
+            conf(deviceID=None, resourceName="intel.com/sriov_net"),
+            env(CNI_ARGS="K8S_POD_NAMESPACE=default"),
+        )
+
+
+def test_no_device_id_no_resource_name_says_both() -> None:
+    with pytest.raises(SriovkitError, match=r"VF's PCI address \(or a resourceName\)"):
+        parse(conf(deviceID=None))

@@ -42,7 +42,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {"grpc", "g
 def test_cli_and_cni_shim_do_not_import_grpc() -> None:
     """grpc (and protobuf) belong to the device plugin: the CLI's other commands and the `sriov`
     CNI shim, which runs once per pod ADD, must not pay for loading them."""
-    for module in ("sriovkit.cli", "sriovkit.cni.shim"):
+    for module in ("sriovkit.cli", "sriovkit.cni.shim", "sriovkit.cni.dispatch"):
         proc = subprocess.run(
             [sys.executable, "-c", _GRPC_PROBE, module],
             capture_output=True, text=True, check=True, timeout=120,

@@ -3,9 +3,10 @@
 Protocol and limits in `protocol` (the shim, `sriovkit.cni.shim`, must stay free of imports);
 reading in `reader`; run as one of the agent's services by `cni_service`, under the process's
 `supervisor` (signals, logging, shutdown). A request's CNI_* variables and its
-SRIOVKIT_STATE_DIR / SRIOVKIT_ROOT are laid over the agent's defaults (its --root and
---state-dir): the shim sends the ones baked into it at install, which its in-process fallback
-uses too, so both paths always share one state and one lock per VF. An empty or any other
+SRIOVKIT_STATE_DIR / SRIOVKIT_ROOT / SRIOVKIT_KUBELET_DIR are laid over the agent's defaults
+(its --root, --state-dir and --kubelet-dir): the shim sends the ones baked into it at install,
+which its in-process fallback uses too, so both paths always share one state and one lock per
+VF. An empty or any other
 SRIOVKIT_* entry changes nothing.
 
 Rules the node agent lives by:
@@ -57,7 +58,7 @@ from sriovkit.host.process import umask
 
 DEFAULT_SOCKET = Path(shim.DEFAULT_SOCKET)
 SOCKET_ENV = shim.SOCKET_ENV.decode()
-REQUEST_SETTINGS = frozenset({"SRIOVKIT_STATE_DIR", "SRIOVKIT_ROOT"})
+REQUEST_SETTINGS = frozenset({"SRIOVKIT_STATE_DIR", "SRIOVKIT_ROOT", "SRIOVKIT_KUBELET_DIR"})
 """The SRIOVKIT_* entries a request may set (over the agent's defaults)."""
 
 log = logging.getLogger("sriovkit.agent")

@@ -9,8 +9,11 @@ Order of work, so that nothing touches the host before the input is known good:
 CNI_* environment (code 4) -> VERSION (answered from `cniVersion` alone; the shim answers it
 itself, identically, and tests compare the two) -> the plugin by the config's `type`
 (ops/cni/plugins.py) -> network config (codes 1, 6, 7) -> device-info file -> the host seams
--> the plugin's lifecycle verbs (ops/cni/lifecycle.py). This is the CNI adapter's one error
-boundary: anything ops raises, expected or not, becomes the spec's error object here.
+-> the plugin's lifecycle verbs (ops/cni/lifecycle.py). A config with a `resourceName` and no
+deviceID gets its VF from kubelet's PodResources API inside ADD (ops/cni/vf/podres.py), through
+the client built here on `$SRIOVKIT_KUBELET_DIR/pod-resources/kubelet.sock` (default
+/var/lib/kubelet); building it imports no grpc, only asking does. This is the CNI adapter's one
+error boundary: anything ops raises, expected or not, becomes the spec's error object here.
 
 DEL is lenient on purpose: a runtime may hand DEL a config that no longer parses (an upgraded
 plugin, a hand-edited file) and the attachment record alone says what to give back, so DEL goes
@@ -33,6 +36,8 @@ from typing import Any
 from sriovkit.cni.log import log_invocation
 from sriovkit.errors import InvalidInput, SriovkitError
 from sriovkit.host.ipam import Ipam
+from sriovkit.host.podresources import SOCKET as PODRESOURCES_SOCKET
+from sriovkit.host.podresources import PodResources, default_kubelet_dir
 from sriovkit.host.state import StateStore, default_state_dir
 from sriovkit.model.cni import BadEnv, CniCommand, CniEnv, NetConf, parse_netconf
 from sriovkit.model.cni_result import DecodeFailure, error_from, to_version, version_dict
@@ -73,11 +78,14 @@ def host_context(env: Mapping[str, str]) -> Iterator[AttachContext]:
     """The seams for the host `env` names; the netlink seam is closed on exit."""
     root = root_of(env)
     store = StateStore(default_state_dir(env))
+    pod_devices = PodResources(default_kubelet_dir(env) / PODRESOURCES_SOCKET)
     ipam = Ipam([Path(p) for p in env.get("CNI_PATH", "").split(":") if p], IPAM_TIMEOUT)
     sysfs = open_sysfs(root)
     netlink = open_netlink(root)
     try:
-        yield AttachContext(sysfs=sysfs, netlink=netlink, ipam=ipam, store=store)
+        yield AttachContext(
+            sysfs=sysfs, netlink=netlink, ipam=ipam, store=store, pod_devices=pod_devices
+        )
     finally:
         netlink.close()
 
@@ -114,7 +122,8 @@ def read_device_info(conf: NetConf, *, required: bool) -> NetConf:
     """`conf` with the VF from its device-info file when the config names no deviceID.
 
     Only ADD and CHECK need it (`required`); DEL works from the attachment record, and the
-    device plugin may already have removed the file.
+    device plugin may already have removed the file. A config that also has a `resourceName`
+    does not need the file either: without it, ADD asks kubelet's PodResources API.
     """
     if conf.device_id is not None or not conf.device_info_file:
         return conf
@@ -171,7 +180,7 @@ def _run(
         conf = None
     if conf is not None:
         wanted = command in {CniCommand.ADD, CniCommand.CHECK}
-        conf = read_device_info(conf, required=wanted)
+        conf = read_device_info(conf, required=wanted and conf.resource_name is None)
     if raw is None and command is not CniCommand.DEL:
         # parse_netconf accepted it, so this cannot happen; say so rather than pass None on.
         raise DecodeFailure("failed to decode network config: not a JSON object")
@@ -206,7 +215,8 @@ def execute(
 ) -> tuple[int, bytes]:
     """Run one CNI invocation: `(0, result)` or `(1, error object)`; never raises.
 
-    `env` holds the CNI_* variables (and SRIOVKIT_ROOT / SRIOVKIT_STATE_DIR); `stdin` is the
+    `env` holds the CNI_* variables (and SRIOVKIT_ROOT / SRIOVKIT_STATE_DIR /
+    SRIOVKIT_KUBELET_DIR); `stdin` is the
     network config. `still_wanted` is handed to ADD (it raises `Abandoned`, code 11, when the
     requester is gone). Only SystemExit and KeyboardInterrupt escape (the process is ending).
     """

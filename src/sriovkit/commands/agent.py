@@ -42,7 +42,8 @@ def _socket_default() -> Path:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("/var/lib/kubelet"),
     show_default=True,
-    help="kubelet's root directory (device-plugins/ is under it).",
+    help="kubelet's root directory (device-plugins/ is under it, and pod-resources/, which the "
+    "`sriov` CNI asks for a resourceName config's VF).",
 )
 @click.pass_obj
 def agent(
@@ -72,6 +73,7 @@ def agent(
         if not state.is_absolute():
             raise InvalidInput("--state-dir", f"{state} is not an absolute path")
         defaults["SRIOVKIT_STATE_DIR"] = str(state)
+    defaults["SRIOVKIT_KUBELET_DIR"] = str(kubelet_dir.resolve())
     setup = None
     if device_plugin:
         config = dp_config or Path(env.root) / "etc/pcidp/config.json"

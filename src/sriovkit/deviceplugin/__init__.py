@@ -1,7 +1,8 @@
 """The Kubernetes device plugin: kubelet's device plugin API v1beta1 over gRPC.
 
-This package is the only one that imports grpc (a test checks that the CLI's other commands and the
-CNI shim never load it): grpc costs start-up time the `sriov` CNI cannot afford.
+This package imports grpc; elsewhere only `host/podresources.py` does, lazily, for a `sriov` config
+that names a `resourceName` (a test checks that the CLI's other commands, the CNI shim and the CNI
+dispatcher never load it): grpc costs start-up time the `sriov` CNI cannot afford.
 
 - `model`: what is advertised (`Device`, `Resource`) and `ResourceFeed`, the one way in: the pool
   builder calls `update()` with the whole list and every stream sends it.

@@ -7,6 +7,8 @@ Layout under the state directory (0700):
     locks/<DDDD:BB:SS.F>.lock                 flock()ed by ADD, DEL, CHECK and GC
     locks/attachment-<NN>.lock                one of 64 stripes by (container id, ifname):
                                               ADD, DEL and CHECK of one attachment in order
+    locks/pod-<NN>.lock                       one of 64 stripes by pod (namespace/name): ADDs
+                                              choosing among a pod's devices, one at a time
 
 The node agent and the in-process fallback share this directory, so everything that matters is
 on disk and crash-safe: writes go to a temp file in the same directory, are fsync()ed, rename()d
@@ -348,9 +350,18 @@ class StateStore:
         A fixed set of stripes, because lock files are never deleted (see the module doc) and
         container ids never repeat; two keys sharing a stripe merely wait for each other.
         """
-        digest = hashlib.blake2b(str(key).encode(), digest_size=4).digest()
-        stripe = int.from_bytes(digest, "big") % ATTACHMENT_STRIPES
-        with self._lock(f"attachment-{stripe:02d}.lock", f"attachment {key}", timeout):
+        with self._lock(_stripe("attachment", str(key)), f"attachment {key}", timeout):
+            yield
+
+    @contextlib.contextmanager
+    def lock_pod(self, namespace: str, name: str, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock of pod `namespace/name` (one of `ATTACHMENT_STRIPES` shared files).
+
+        Taken, before any other lock, by an ADD that chooses its VF among the devices kubelet
+        gave the pod (a `resourceName` config): two ADDs of one pod then choose one after the
+        other, and the second sees the first one's allocation (ops/cni/vf/podres.py).
+        """
+        with self._lock(_stripe("pod", f"{namespace}/{name}"), f"pod {namespace}/{name}", timeout):
             yield
 
     @contextlib.contextmanager
@@ -374,6 +385,11 @@ class StateStore:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def _stripe(prefix: str, text: str) -> str:
+    digest = hashlib.blake2b(text.encode(), digest_size=4).digest()
+    return f"{prefix}-{int.from_bytes(digest, 'big') % ATTACHMENT_STRIPES:02d}.lock"
 
 
 class _Head(msgspec.Struct):

@@ -8,7 +8,10 @@ MAC precedence follows sriov-cni (and the reference plugins): the config's `mac`
 `CNI_ARGS` `MAC=` overrides it, and `runtimeConfig.mac` (the runtime's `mac` capability) overrides
 both. The VF comes from `runtimeConfig.deviceID` (the CNI `deviceID` capability), else the
 config's `deviceID` (which Multus fills from the device plugin), else the device plugin's
-device-info file named by `runtimeConfig.CNIDeviceInfoFile` (read by the caller, parsed here).
+device-info file named by `runtimeConfig.CNIDeviceInfoFile` (read by the caller, parsed here),
+else, without Multus, one of the devices of the config's `resourceName` (`prefix/name`, the
+extended resource the pod requested) that kubelet's PodResources API says the pod in CNI_ARGS
+(K8S_POD_NAMESPACE, K8S_POD_NAME) holds (chosen by ops/cni/vf/podres.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ from sriovkit.model.vf import ZERO_MAC, LinkState, VfSettings, VlanProto, normal
 _SINCE = {CniCommand.CHECK: (0, 4, 0), CniCommand.STATUS: (1, 1, 0), CniCommand.GC: (1, 1, 0)}
 _MISSING = re.compile(r"Object missing required field `([^`]+)`")
 _LOG_LEVELS = frozenset({"panic", "error", "warning", "info", "debug"})
+# kubelet's extended resource names: a DNS subdomain prefix, then a qualified name's tail.
+_DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_RESOURCE_NAME = re.compile(
+    rf"(?=[^/]{{1,253}}/){_DNS_LABEL}(\.{_DNS_LABEL})*/[A-Za-z0-9]([A-Za-z0-9_.-]{{0,61}}[A-Za-z0-9])?"
+)
+POD_ARGS = ("K8S_POD_NAMESPACE", "K8S_POD_NAME")
+"""The CNI_ARGS keys naming the pod whose devices a `resourceName` config looks up."""
 _PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]{0,254}")
 MIN_MTU, MAX_MTU = 68, 65535  # ETH_MIN_MTU (IPv4 needs 68); above 64 KiB no netdev goes
 
@@ -69,6 +79,7 @@ class _RawConf(
     rename={
         "cni_version": "cniVersion",
         "device_id": "deviceID",
+        "resource_name": "resourceName",
         "vlan_qos": "vlanQoS",
         "vlan_proto": "vlanProto",
         "log_level": "logLevel",
@@ -82,6 +93,7 @@ class _RawConf(
     name: str
     type: str
     device_id: str | None = None
+    resource_name: str | None = None
     vlan: int | None = None
     vlan_qos: int | None = None
     vlan_proto: str | None = None
@@ -106,7 +118,8 @@ class NetConf:
     """A validated `sriov` network config (plus the CNI_ARGS MAC), ready for ops/.
 
     `settings` holds only what the config asks for (None = leave as is); `device_id` is None
-    only when the VF must still be read from `device_info_file` (see `with_device_info`).
+    only when the VF must still be read from `device_info_file` (see `with_device_info`) or
+    chosen among the pod's devices of `resource_name`.
     """
 
     cni_version: str
@@ -118,6 +131,7 @@ class NetConf:
     ipam: Mapping[str, Any] | None = None
     dns: Dns | None = None
     device_info_file: str | None = None
+    resource_name: str | None = None
     prev_result: CniResult | None = None
     valid_attachments: tuple[AttachmentKey, ...] | None = None
     log_level: str | None = None
@@ -260,8 +274,14 @@ def parse_netconf(data: bytes, env: CniEnv | None = None) -> NetConf:
     if device is not None and PciAddress.try_parse(device_text or "") is None:
         # lspci's short BB:SS.F form names domain 0; sysfs and the device plugin never use it.
         raise InvalidInput(device_field, f"{device_text!r} needs a domain, like 0000:3b:02.1")
+    resource = _resource_name(raw.resource_name)
     if command in {CniCommand.ADD, CniCommand.CHECK} and device is None and not rc.device_info_file:
-        raise InvalidInput("deviceID", f"missing: {command} needs the VF's PCI address")
+        if resource is None:
+            raise InvalidInput(
+                "deviceID", f"missing: {command} needs the VF's PCI address (or a resourceName)"
+            )
+        if command is CniCommand.ADD and env is not None:
+            pod_of(env, resource)
     if command is CniCommand.CHECK and raw.prev_result is None:
         raise InvalidInput("prevResult", "missing: CHECK needs the result of the ADD")
     if command is CniCommand.GC and raw.valid_attachments is None:
@@ -283,6 +303,7 @@ def parse_netconf(data: bytes, env: CniEnv | None = None) -> NetConf:
         ipam=ipam,
         dns=raw.dns,
         device_info_file=rc.device_info_file or None,
+        resource_name=resource,
         prev_result=(
             parse_result(raw.prev_result, "prevResult") if raw.prev_result is not None else None
         ),
@@ -290,6 +311,29 @@ def parse_netconf(data: bytes, env: CniEnv | None = None) -> NetConf:
         log_level=raw.log_level.lower() if raw.log_level is not None else None,
         log_file=raw.log_file,
     )
+
+
+def _resource_name(text: str | None) -> str | None:
+    """`prefix/name` as kubelet advertises an extended resource (`intel.com/sriov_net`)."""
+    if text is None:
+        return None
+    if not _RESOURCE_NAME.fullmatch(text):
+        raise InvalidInput(
+            "resourceName", f"{text!r} is not <prefix>/<name> like 'intel.com/sriov_net'"
+        )
+    return text
+
+
+def pod_of(env: CniEnv, resource: str) -> tuple[str, str]:
+    """(namespace, name) of the pod in CNI_ARGS, which every Kubernetes runtime passes: a
+    resourceName ADD without them has no pod to ask kubelet about (BadEnv, code 4)."""
+    missing = [k for k in POD_ARGS if not env.args.get(k)]
+    if missing:
+        raise BadEnv(
+            "CNI_ARGS",
+            f"{' and '.join(missing)} not set: needed to find the pod's device of {resource}",
+        )
+    return env.args[POD_ARGS[0]], env.args[POD_ARGS[1]]
 
 
 def check_plugin_name(kind: object, field: str = "ipam.type") -> str:
@@ -351,6 +395,7 @@ __all__ = [
     "CURRENT_VERSION",
     "MAX_MTU",
     "MIN_MTU",
+    "POD_ARGS",
     "BadEnv",
     "CniCommand",
     "CniEnv",
@@ -360,4 +405,5 @@ __all__ = [
     "parse_cni_args",
     "parse_device_info",
     "parse_netconf",
+    "pod_of",
 ]

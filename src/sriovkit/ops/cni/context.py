@@ -10,6 +10,7 @@ from sriovkit.host.ipam import Ipam
 from sriovkit.host.netlink import Netlink
 from sriovkit.host.netns import HOST_NETNS, netns_alive
 from sriovkit.host.netns import announce as send_announcement
+from sriovkit.host.podresources import PodDevices
 from sriovkit.host.state import StateStore
 from sriovkit.host.sysfs import Sysfs
 
@@ -29,6 +30,8 @@ class AttachContext:
     adapter raises `Abandoned` there when the request's client left or its deadline passed
     (the runtime gave up and will send, or already sent, DEL), so a stale ADD never runs.
     `announce` turns the ARP/NA announcement after ADD on or off; `announcer` sends it.
+    `pod_devices` answers which devices of a resource a pod holds (kubelet's PodResources API,
+    `host.podresources`); only an ADD whose config has a `resourceName` and no deviceID asks.
     """
 
     sysfs: Sysfs
@@ -43,6 +46,7 @@ class AttachContext:
     announcer: Announcer = field(default=send_announcement)
     return_timeout: float = 2.0
     still_wanted: Callable[[], None] | None = None
+    pod_devices: PodDevices | None = None
 
     def step(self, name: str) -> None:
         """ADD finished step `name` (for fault injection; nothing otherwise)."""

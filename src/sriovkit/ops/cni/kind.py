@@ -5,7 +5,7 @@ locks, records, reclaiming allocations whose pod is gone, the idempotent ADD, DE
 the pod's netns gone), CHECK, GC, STATUS, IPAM delegation and the rollback stack. A kind owns
 only its own steps, called by the lifecycle in this order:
 
-    ADD    resolve -> (locks of every device) -> new_record -> (records written)
+    ADD    choose -> resolve -> (locks of every device) -> new_record -> (records written)
            -> host_side -> (IPAM started) -> into_pod -> (IPAM result) -> result
            -> (addresses, announcement, record committed)
     DEL    restore (the lifecycle then releases IPAM and deletes the records)
@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from sriovkit.host.netlink import LinkInfo, Netlink
 from sriovkit.model.attachment import Attachment, AttachmentKey
-from sriovkit.model.cni import NetConf
+from sriovkit.model.cni import CniEnv, NetConf
 from sriovkit.model.cni_result import CniResult
 from sriovkit.ops.cni.context import AttachContext
 from sriovkit.ops.cni.rollback import Rollback
@@ -40,6 +41,17 @@ class Kind(ABC, Generic[TargetT, RecordT]):
 
     name: str
     """The records' `kind` tag (model.attachment.ATTACHMENT_KINDS)."""
+
+    def choose(
+        self, ctx: AttachContext, conf: NetConf, env: CniEnv
+    ) -> AbstractContextManager[NetConf]:
+        """ADD's config with its device chosen, for configs that name a pool, not a device.
+
+        Entered before `resolve` and held for the whole ADD, so a kind that chooses among
+        devices (the VF kind, from the devices kubelet gave the pod) can hold a lock that
+        makes two ADDs choose one after the other. By default: the config as it is, no lock.
+        """
+        return nullcontext(conf)
 
     @abstractmethod
     def resolve(self, ctx: AttachContext, conf: NetConf) -> TargetT:

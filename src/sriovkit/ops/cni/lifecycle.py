@@ -5,7 +5,9 @@ the kind's steps with an undo registered on an ExitStack as each step succeeds; 
 unwinds what was done (IPAM DEL included) and re-raises. A crash (process killed) between steps
 leaves a record that DEL or GC uses to give everything back exactly. Every operation holds the
 attachment's lock (`StateStore.lock_attachment`), then the lock of each device it holds, in
-sorted order (`StateStore.lock_vf`).
+sorted order (`StateStore.lock_vf`). An ADD whose kind chooses its device (`Kind.choose`: the VF
+kind with a `resourceName` config) first holds what the kind takes for that (the pod's lock,
+`StateStore.lock_pod`) for the whole ADD, so the device locked is the device chosen.
 
 Decisions:
 
@@ -88,16 +90,17 @@ def add(
     if env.netns is None:
         raise InvalidInput("CNI_NETNS", "ADD needs the pod's network namespace")
     netns = Path(env.netns)
-    target = kind.resolve(ctx, conf)
-    devices = kind.devices(target)
-    with ctx.store.lock_attachment(key, ctx.lock_timeout), device_locks(ctx, devices):
-        if ctx.still_wanted is not None:
-            ctx.still_wanted()  # the runtime gave up on this ADD: its DEL may have run
-        previous = _reclaim(ctx, kind, kinds, devices, key, netns, raw_conf)
-        if previous is not None:
-            return previous
-        target = kind.resolve(ctx, conf)  # a device may have just come back from a pod
-        return _attach(ctx, kind, env, conf, raw_conf, target, netns)
+    with kind.choose(ctx, conf, env) as chosen:
+        target = kind.resolve(ctx, chosen)
+        devices = kind.devices(target)
+        with ctx.store.lock_attachment(key, ctx.lock_timeout), device_locks(ctx, devices):
+            if ctx.still_wanted is not None:
+                ctx.still_wanted()  # the runtime gave up on this ADD: its DEL may have run
+            previous = _reclaim(ctx, kind, kinds, devices, key, netns, raw_conf)
+            if previous is not None:
+                return previous
+            target = kind.resolve(ctx, chosen)  # a device may have just come back from a pod
+            return _attach(ctx, kind, env, chosen, raw_conf, target, netns)
 
 
 def _reclaim(

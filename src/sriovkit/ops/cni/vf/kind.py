@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
 from sriovkit.errors import CheckFailed, InvalidInput
 from sriovkit.host.netlink import LinkInfo, Netlink
 from sriovkit.model.attachment import AppliedState, AttachmentKey, VfAttachment, VfOriginalState
-from sriovkit.model.cni import NetConf
+from sriovkit.model.cni import CniEnv, NetConf
 from sriovkit.model.cni_result import CniResult
 from sriovkit.ops.cni.context import AttachContext
 from sriovkit.ops.cni.kind import Kind
@@ -25,6 +26,7 @@ from sriovkit.ops.cni.vf.device import (
     undo_move,
 )
 from sriovkit.ops.cni.vf.pod import move_in, pod_result
+from sriovkit.ops.cni.vf.podres import chosen_vf
 from sriovkit.ops.cni.vf.restore import restore_vf
 from sriovkit.ops.vfconfig import apply_vf, read_vf
 
@@ -33,6 +35,15 @@ class VfKind(Kind[VfTarget, VfAttachment]):
     """ADD configures the VF from its PF, then moves its netdev into the pod in one message."""
 
     name = "vf"
+
+    def choose(
+        self, ctx: AttachContext, conf: NetConf, env: CniEnv
+    ) -> AbstractContextManager[NetConf]:
+        """A `resourceName` config without deviceID: one of the pod's VFs, under the pod's
+        lock (ops/cni/vf/podres.py); any other config as it is."""
+        if conf.device_id is not None or conf.resource_name is None:
+            return nullcontext(conf)
+        return chosen_vf(ctx, conf, env)
 
     def resolve(self, ctx: AttachContext, conf: NetConf) -> VfTarget:
         """The VF `deviceID` names, through sysfs (code 7 when the host has no such VF)."""
