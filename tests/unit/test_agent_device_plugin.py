@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fake_kubelet import FakeKubelet, short_root
 
+from sriovkit.model.cni import parse_device_info
 from sriovkit.sim import create_host
 
 RESOURCE = "intel.com/igb_vfs"
@@ -41,6 +42,10 @@ def test_agent_serves_the_pools_to_kubelet(tmp_path: Path) -> None:
             answer = kubelet.plugin(RESOURCE).allocate([VFS[0], VFS[2]])
             envs = dict(answer.container_responses[0].envs)
             assert envs["PCIDEVICE_INTEL_COM_IGB_VFS"] == f"{VFS[0]},{VFS[2]}"
+            # The device-info file the sriov CNI reads, under the simulated host's root.
+            devinfo = tmp_path / "host/var/run/k8s.cni.cncf.io/devinfo/dp"
+            info = devinfo / f"intel.com-igb_vfs-{VFS[2]}-device.json"
+            assert str(parse_device_info(info.read_bytes(), str(info))) == VFS[2]
         finally:
             kubelet.stop()
             proc.send_signal(signal.SIGTERM)

@@ -27,11 +27,14 @@ log = logging.getLogger("sriovkit.agent")
 @dataclass(frozen=True)
 class DevicePluginSetup:
     """What `sriovkit agent --device-plugin` serves: pools from `config` on the host at `root`,
-    registered with the kubelet whose root directory is `kubelet_dir`."""
+    registered with the kubelet whose root directory is `kubelet_dir`. Device-info files go to
+    `/var/run/k8s.cni.cncf.io/devinfo/dp` under `root`; with `cdi`, CDI specs to
+    `/var/run/cdi` under `root` (the host's own paths when `root` is `/`)."""
 
     root: Path
     config: Path
     kubelet_dir: Path
+    cdi: bool = False
 
 
 def _event_sources(root: Path) -> list[EventSource]:
@@ -73,7 +76,15 @@ def _device_plugin(setup: DevicePluginSetup) -> list[Service]:
             source.close()
         netlink.close()
         raise
-    return [discovery, DevicePluginService(discovery.feeds, setup.kubelet_dir)]
+    from sriovkit.deviceplugin.cdi import DEFAULT_CDI_DIR  # noqa: PLC0415
+    from sriovkit.deviceplugin.devinfo import DEFAULT_DEVINFO_DIR  # noqa: PLC0415
+
+    under = setup.root / DEFAULT_DEVINFO_DIR.relative_to("/")
+    cdi = setup.root / DEFAULT_CDI_DIR.relative_to("/") if setup.cdi else None
+    service = DevicePluginService(
+        discovery.feeds, setup.kubelet_dir, devinfo_dir=under, cdi_dir=cdi, host_root=setup.root
+    )
+    return [discovery, service]
 
 
 def run_agent(

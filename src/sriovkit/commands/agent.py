@@ -45,6 +45,7 @@ def _socket_default() -> Path:
     help="kubelet's root directory (device-plugins/ is under it, and pod-resources/, which the "
     "`sriov` CNI asks for a resourceName config's VF).",
 )
+@click.option("--cdi", is_flag=True, help="Device plugin: CDI specs and CDI device names.")
 @click.pass_obj
 def agent(
     env: CliEnv,
@@ -54,6 +55,7 @@ def agent(
     device_plugin: bool,
     dp_config: Path | None,
     kubelet_dir: Path,
+    cdi: bool,
 ) -> None:
     """Run the node agent in the foreground: serve the `sriov` CNI shim (and, with
     --device-plugin, kubelet's device plugin API) until SIGTERM."""
@@ -77,9 +79,10 @@ def agent(
     setup = None
     if device_plugin:
         config = dp_config or Path(env.root) / "etc/pcidp/config.json"
-        setup = DevicePluginSetup(Path(env.root), config, kubelet_dir)
-    elif dp_config is not None:
-        raise InvalidInput("--dp-config", "needs --device-plugin")
+        setup = DevicePluginSetup(Path(env.root), config, kubelet_dir, cdi=cdi)
+    elif dp_config is not None or cdi:
+        raise InvalidInput("--dp-config" if dp_config is not None else "--cdi",
+                           "needs --device-plugin")  # fmt: skip
     run_agent(path, defaults, device_plugin=setup)
 
 
