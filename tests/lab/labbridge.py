@@ -115,14 +115,18 @@ class LabSession:
                     out=sys.stdout.buffer, cwd=self.config.rootpath, env=env, timeout=timeout,
                     silence=SILENCE,
                 )  # fmt: skip
-                if result.outcome is not Outcome.STALLED or attempt == STALL_ATTEMPTS:
+                faults = (Outcome.STALLED, Outcome.FAULTED)
+                if result.outcome not in faults or attempt == STALL_ATTEMPTS:
                     break
                 # An emulator fault, not a test result (see runner.KERNEL_ARGS): once more.
+                what = (
+                    f"the guest stalled (an RCU stall report, or {SILENCE:.0f} s without a line)"
+                    if result.outcome is Outcome.STALLED
+                    else "QEMU aborted (an emulator fault; see qemu.log)"
+                )
                 self._say(
-                    f"the guest stalled (an RCU stall report, or {SILENCE:.0f} s without a "
-                    f"line) after {result.wall:.0f} s "
-                    f"(kept {share}); starting the lab session again ({attempt + 1} of "
-                    f"{STALL_ATTEMPTS})"
+                    f"{what} after {result.wall:.0f} s (kept {share}); starting the lab "
+                    f"session again ({attempt + 1} of {STALL_ATTEMPTS})"
                 )
             self.share, self.result = share, result
             junit = self.share / "junit.xml"
@@ -158,6 +162,7 @@ class LabSession:
             Outcome.TIMEOUT: "the guest timed out",
             Outcome.DIED: "the guest died",
             Outcome.STALLED: "the guest kernel reported RCU stalls twice (an emulator fault)",
+            Outcome.FAULTED: "QEMU aborted on every attempt (an emulator fault; see qemu.log)",
             Outcome.EXITED: f"the guest's pytest exited {self.result.exit_code} without it",
         }[self.result.outcome]
         tail = ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import lzma
+import signal
 import stat
 import subprocess
 import time
@@ -21,6 +22,7 @@ from sriovkit.lab.runner import (
     Outcome,
     _pump,
     _StallWatch,
+    classify,
     stage2_script,
 )
 
@@ -199,3 +201,10 @@ def test_pump_stops_a_guest_that_falls_silent_only_with_a_silence_limit(tmp_path
             proc.wait()
             assert proc.stdout is not None
             proc.stdout.close()
+
+
+def test_a_qemu_that_aborts_is_an_emulator_fault_not_a_death() -> None:
+    assert classify(Outcome.DIED, None, -signal.SIGABRT) is Outcome.FAULTED
+    assert classify(Outcome.DIED, None, 1) is Outcome.DIED
+    assert classify(Outcome.DIED, 0, -signal.SIGABRT) is Outcome.EXITED  # the guest had finished
+    assert classify(Outcome.STALLED, None, -signal.SIGKILL) is Outcome.STALLED

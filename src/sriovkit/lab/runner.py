@@ -54,6 +54,7 @@ class Outcome(enum.Enum):
     TIMEOUT = "timeout"
     DIED = "died"
     STALLED = "stalled"  # the guest kernel reported an RCU stall: it would crawl, so it was stopped
+    FAULTED = "faulted"  # QEMU itself aborted (an assertion in its TCG code): an emulator fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,10 +277,25 @@ def run_in_guest(
         if proc.stdout is not None:
             proc.stdout.close()
     code = _read_exit_code(share)
-    if outcome is Outcome.DIED and code is not None:
+    outcome = classify(outcome, code, proc.returncode)
+    if outcome is Outcome.EXITED and code is not None:
         return GuestResult(Outcome.EXITED, code, time.monotonic() - started, share)
     fallback = EXIT_TIMEOUT if outcome is Outcome.TIMEOUT else EXIT_GUEST_DIED  # STALLED too
     return GuestResult(outcome, fallback, time.monotonic() - started, share)
+
+
+def classify(outcome: Outcome, exit_code: int | None, qemu_status: int | None) -> Outcome:
+    """How a session ended, from what the pump saw, the guest's exit code file and QEMU's status.
+
+    A QEMU that ended without a guest exit code died; one killed by SIGABRT aborted on an
+    assertion of its own (seen under TCG: "iotlb_to_section: Assertion `section_index <
+    d->map.sections_nb' failed" in the middle of a test): an emulator fault, not a result.
+    """
+    if outcome is Outcome.DIED and exit_code is not None:
+        return Outcome.EXITED
+    if outcome is Outcome.DIED and qemu_status == -signal.SIGABRT:
+        return Outcome.FAULTED
+    return outcome
 
 
 def _read_exit_code(share: Path) -> int | None:
