@@ -10,6 +10,9 @@ does when it starts, so stopping one FakeKubelet and starting another is a kubel
 `probe_registry()` plays kubelet's plugin watcher instead: for each socket in
 `<root>/plugins_registry/` it calls GetInfo, connects to the endpoint given, asks
 GetDevicePluginOptions, opens ListAndWatch and reports NotifyRegistrationStatus.
+
+`dp_agent(...)` runs the real agent process with the device plugin, for the tests that need
+the whole thing rather than the service in-process.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from __future__ import annotations
 import contextlib
 import queue
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -217,3 +223,25 @@ class FakeKubelet:
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.sock.unlink()
+
+
+@contextmanager
+def dp_agent(
+    host: Path, config: Path, kubelet_dir: Path, state: Path, socket: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """The real `sriovkit agent --device-plugin` process on the simulated `host`, registering
+    with the kubelet at `kubelet_dir`; SIGTERM at exit, which must end it cleanly (exit 0, no
+    traceback). Its CNI socket is `socket` (default `kubelet_dir/agent.sock`, short enough)."""
+    cmd = [
+        sys.executable, "-m", "sriovkit.cli", "--root", str(host), "agent",
+        "--socket", str(socket or kubelet_dir / "agent.sock"), "--state-dir", str(state),
+        "--device-plugin", "--dp-config", str(config), "--kubelet-dir", str(kubelet_dir),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err

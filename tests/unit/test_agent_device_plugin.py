@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from fake_kubelet import FakeKubelet, short_root
+from fake_kubelet import FakeKubelet, dp_agent, short_root
 
 from sriovkit.model.cni import parse_device_info
 from sriovkit.sim import create_host
@@ -53,6 +53,38 @@ def test_agent_serves_the_pools_to_kubelet(tmp_path: Path) -> None:
         assert proc.returncode == 0, err
         assert "Traceback" not in err
         assert not list((kubelet_dir / "device-plugins").glob("sriovkit-*.sock"))
+
+
+def test_preferred_allocation_follows_each_pools_policy(tmp_path: Path) -> None:
+    """A `spread` pool answers VFs of two PFs (what a bond of VFs needs) even when kubelet
+    lists one PF's first; a `pack` pool answers VFs of one PF even when kubelet alternates."""
+    sim = create_host(tmp_path / "host", ["82576"], vfs=4, extras=False)
+    pf0, pf1 = (sim.vfs(pf.address) for pf in sim.pfs)  # VF index order, per PF
+    entries = [
+        ("bond_vfs", "spread", "#0-1"),
+        ("packed_vfs", "pack", "#2-3"),
+    ]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"resourceList": [
+        {"resourceName": name, "preferredAllocation": policy,
+         "selectors": {"pfNames": [f"{pf.netdev}{vfs}" for pf in sim.pfs]}}
+        for name, policy, vfs in entries
+    ]}))  # fmt: skip
+    with short_root() as kubelet_dir:
+        kubelet = FakeKubelet(kubelet_dir).start()
+        try:
+            with dp_agent(tmp_path / "host", config, kubelet_dir, tmp_path / "state"):
+                kubelet.wait_registered(2, timeout=30)
+                bond = kubelet.plugin("intel.com/bond_vfs")
+                # kubelet's order: both of PF 0's first; spread still takes one of each PF.
+                picked = bond.preferred([pf0[0], pf0[1], pf1[0], pf1[1]], 2)
+                assert picked == [pf0[0], pf1[0]]
+                packed = kubelet.plugin("intel.com/packed_vfs")
+                # kubelet's order alternates PFs; pack still takes both from one PF.
+                picked = packed.preferred([pf0[2], pf1[2], pf0[3], pf1[3]], 2)
+                assert picked == [pf0[2], pf0[3]]
+        finally:
+            kubelet.stop()
 
 
 def test_a_bad_config_stops_the_agent_with_one_line(tmp_path: Path) -> None:

@@ -255,6 +255,29 @@ def test_no_resource_list_is_empty() -> None:
     assert config_from_obj({}).resources == ()
 
 
+def test_preferred_allocation_is_ours_and_defaults_to_none() -> None:
+    doc = {"resourceList": [
+        {"resourceName": "a", "selectors": {}},
+        {"resourceName": "b", "selectors": {}, "preferredAllocation": "spread"},
+        {"resourceName": "c", "selectors": {}, "PreferredAllocation": "pack"},
+        {"resourceName": "d", "selectors": {}, "preferredAllocation": None},
+    ]}  # fmt: skip
+    got = [r.preferred_allocation for r in config_from_obj(doc).resources]
+    assert got == ["none", "spread", "pack", "none"]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [("Spread", "'Spread'"), ("balanced", "'balanced'"), (1, "1")]
+)
+def test_a_bad_preferred_allocation_names_entry_and_field(value: Any, shown: str) -> None:
+    doc = {"resourceList": [{"resourceName": "bond", "selectors": {},
+                             "preferredAllocation": value}]}  # fmt: skip
+    assert error(doc) == (
+        f"invalid resourceList[0] (bond).preferredAllocation: {shown} is not one of "
+        "spread, pack, none"
+    )
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [

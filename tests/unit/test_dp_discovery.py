@@ -49,6 +49,24 @@ def test_unchanged_host_pushes_nothing(tmp_path: Path) -> None:
     assert d.feeds[0].current().generation == generation
 
 
+def test_the_policy_survives_rediscovery_and_follows_a_config_edit(tmp_path: Path) -> None:
+    host, _ = _discovery(tmp_path)
+    config = tmp_path / "config.json"
+    entry = {"resourceName": "igb", "selectors": {"drivers": ["igbvf"]}}
+    config.write_text(json.dumps({"resourceList": [{**entry, "preferredAllocation": "spread"}]}))
+    d = Discovery(host, config, FakeNetlink(host))
+    assert d.feeds[0].current().policy == "spread"
+    SimSysfs(host).write("sys/bus/pci/drivers/igbvf/unbind", VF)
+    assert d.full_pass() == ["intel.com/igb"]  # an update of the list keeps the policy
+    assert d.feeds[0].current().policy == "spread"
+    generation = d.feeds[0].current().generation
+    config.write_text(json.dumps({"resourceList": [{**entry, "preferredAllocation": "pack"}]}))
+    d.full_pass(config_changed=True)
+    assert d.feeds[0].current().policy == "pack"
+    # The edit also dropped the stale VF (a config change does): one push, for the list only.
+    assert d.feeds[0].current().generation == generation + 1
+
+
 def test_vf_netdev_admin_up_without_carrier_is_unhealthy(tmp_path: Path) -> None:
     host, d = _discovery(tmp_path)
     FakeNetlink(host).set_link("enp59s0f1v0", LinkChange(up=True))

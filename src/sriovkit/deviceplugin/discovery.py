@@ -49,7 +49,7 @@ from typing import Protocol
 
 from sriovkit.agent.supervisor import OnExit
 from sriovkit.deviceplugin.model import Device, ResourceFeed
-from sriovkit.deviceplugin.pools import host_pools, pool_devices, read_config
+from sriovkit.deviceplugin.pools import host_pools, pool_devices, pool_policy, read_config
 from sriovkit.errors import NotFound, SriovkitError
 from sriovkit.host.events import Event, EventSource
 from sriovkit.host.netlink import LinkInfo
@@ -136,7 +136,10 @@ class Discovery:
         self.passes = {"full": 0, "links": 0}
         self._read_links()
         self._repool(sticky=False)
-        self.feeds = [ResourceFeed(name, self._advertised(name)) for name in self._members]
+        self.feeds = [
+            ResourceFeed(name, self._advertised(name), policy=pool_policy(name, self._config))
+            for name in self._members
+        ]
         self._by_name = {f.name: f for f in self.feeds}
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -216,6 +219,12 @@ class Discovery:
     def _push(self) -> list[str]:
         changed = []
         for feed in self.feeds:
+            # `update` keeps the feed's policy; only a config edit changes it, set here
+            # without waking the streams (kubelet does not see policies).
+            policy = pool_policy(feed.name, self._config)
+            if policy != feed.current().policy:
+                feed.set_policy(policy)
+                log.info("device plugin: %s: preferred allocation %s", feed.name, policy)
             devices = self._advertised(feed.name)
             if tuple(devices) != feed.current().devices:
                 feed.update(devices)

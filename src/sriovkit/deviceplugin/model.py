@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Policy = Literal["spread", "pack", "none"]
@@ -108,6 +108,15 @@ class ResourceFeed:
             self._resource = Resource(old.name, new, old.policy, old.generation + 1)
             self._cond.notify_all()
         self._tell_listeners()
+
+    def set_policy(self, policy: Policy) -> None:
+        """Change the GetPreferredAllocation policy (a config edit). The device list is the
+        same, so no ListAndWatch stream is woken: kubelet never sees the policy, only the
+        answers of the next GetPreferredAllocation, which reads it from `current()`."""
+        if policy not in POLICIES:
+            raise ValueError(f"policy {policy!r} is not one of {', '.join(POLICIES)}")
+        with self._cond:
+            self._resource = replace(self._resource, policy=policy)
 
     def subscribe(self, listener: Callable[[Resource], None]) -> None:
         """Call `listener` with the new resource after every `update()` (in the updating

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sriovkit.deviceplugin.model import Device, ResourceFeed
+from sriovkit.deviceplugin.model import Device, Policy, ResourceFeed
 from sriovkit.errors import HostError, NotFound
 from sriovkit.host.netfacts import NetFacts
 from sriovkit.host.pciids import PciIds
@@ -45,9 +45,23 @@ def pool_devices(pool: Pool, config: DpConfig) -> list[Device]:
     ]
 
 
+def pool_policy(name: str, config: DpConfig) -> Policy:
+    """The GetPreferredAllocation policy of resource `name` (`prefix/name`): its entry's
+    `preferredAllocation`, `none` for a resource the config no longer has."""
+    for res in config.resources:
+        if res.full_name == name:
+            return res.preferred_allocation
+    return "none"
+
+
 def feeds_from_pools(pools: list[Pool], config: DpConfig) -> list[ResourceFeed]:
-    """One feed per pool (see `pool_devices`)."""
-    return [ResourceFeed(pool.full_name, pool_devices(pool, config)) for pool in pools]
+    """One feed per pool (see `pool_devices`), with its entry's preferred-allocation policy."""
+    return [
+        ResourceFeed(
+            pool.full_name, pool_devices(pool, config), policy=pool_policy(pool.full_name, config)
+        )
+        for pool in pools
+    ]
 
 
 def read_config(config_path: Path, prefix: str = DEFAULT_PREFIX) -> DpConfig:
@@ -83,5 +97,5 @@ def load_feeds(root: Path, config_path: Path, prefix: str = DEFAULT_PREFIX) -> l
 
 __all__ = [
     "DEFAULT_CONFIG", "feeds_from_pools", "host_pools", "load_feeds", "pool_devices",
-    "read_config",
+    "pool_policy", "read_config",
 ]  # fmt: skip

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from sriovkit.errors import InvalidInput
 from sriovkit.model.pci import PciAddress
@@ -49,10 +49,18 @@ _ENTRY_KEYS = {
     k.lower(): k
     for k in (
         "resourceName", "resourcePrefix", "deviceType", "excludeTopology", "selectors",
-        "additionalInfo",
+        "additionalInfo", "preferredAllocation",
     )
 }  # fmt: skip
 VDPA_TYPES = ("vhost", "virtio")
+
+PreferredAllocation = Literal["spread", "pack", "none"]
+"""sriovkit's own `preferredAllocation` entry key (upstream has no such key and ignores it):
+how GetPreferredAllocation picks among equally good VFs. `spread` across PFs, because a bond of
+VFs only survives a PF failure when its members sit on different PFs; `pack` fills one PF first,
+keeping the others whole for later requests; `none` keeps kubelet's order (the default, what
+upstream does)."""
+PREFERRED_ALLOCATIONS: tuple[PreferredAllocation, ...] = ("spread", "pack", "none")
 
 # Upstream's own check is ^[a-zA-Z0-9_-]+$; kubelet further wants a qualified name's tail
 # (alphanumeric at both ends, at most 63 characters), or registration fails later, far from
@@ -129,6 +137,8 @@ class ResourceConfig:
     selectors: tuple[Selector, ...]
     exclude_topology: bool = False
     additional_info: Mapping[str, Mapping[str, str]] | None = None
+    preferred_allocation: PreferredAllocation = "none"
+    """sriovkit's extension key `preferredAllocation` (see `PreferredAllocation`)."""
 
     @property
     def full_name(self) -> str:
@@ -326,6 +336,17 @@ def _additional_info(where: _Where, value: Any) -> dict[str, dict[str, str]] | N
     return out
 
 
+def _preferred(where: _Where, value: Any) -> PreferredAllocation:
+    """The `preferredAllocation` key: absent or null is upstream's behaviour, `none`."""
+    if value is None:
+        return "none"
+    for policy in PREFERRED_ALLOCATIONS:
+        if value == policy:
+            return policy
+    known = ", ".join(PREFERRED_ALLOCATIONS)
+    raise where.error("preferredAllocation", f"{value!r} is not one of {known}")
+
+
 def _resource(index: int, obj: Any, default_prefix: str) -> ResourceConfig:
     if not isinstance(obj, dict):
         raise _Where(index, None).error("", f"expected an object, got {_kind(obj)}")
@@ -356,6 +377,7 @@ def _resource(index: int, obj: Any, default_prefix: str) -> ResourceConfig:
         selectors=_selectors(where, raw.get("selectors"), dtype),
         exclude_topology=_bool(where, "excludeTopology", raw.get("excludeTopology")),
         additional_info=_additional_info(where, raw.get("additionalInfo")),
+        preferred_allocation=_preferred(where, raw.get("preferredAllocation")),
     )
 
 
@@ -396,11 +418,13 @@ def parse_config(text: str | bytes, *, default_prefix: str = DEFAULT_PREFIX) -> 
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "PREFERRED_ALLOCATIONS",
     "SELECTOR_KEYS",
     "VDPA_TYPES",
     "DeviceType",
     "DpConfig",
     "FunctionRange",
+    "PreferredAllocation",
     "ResourceConfig",
     "Selector",
     "config_from_obj",
