@@ -17,7 +17,7 @@ from sriovkit.sim import create_host
 
 RESOURCE = "intel.com/igb_vfs"
 CONFIG = {"resourceList": [{"resourceName": "igb_vfs", "selectors": {"drivers": ["igbvf"]}}]}
-# The dual-port 82576 with 2 VFs per port: VFs 0-1 of port 0, then of port 1.
+# The dual-port 82576 with 2 VFs per port (port 0: 10.0 and 10.2, port 1: 10.1 and 10.3).
 VFS = ["0000:3b:10.0", "0000:3b:10.1", "0000:3b:10.2", "0000:3b:10.3"]
 
 
