@@ -103,3 +103,36 @@ def test_a_bad_config_stops_the_agent_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("sriovkit: error: invalid resourceList[0]")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_agent_registers_through_kubelets_plugin_watcher(tmp_path: Path) -> None:
+    create_host(tmp_path / "host", ["82576"], vfs=2, extras=False)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(CONFIG))
+    with short_root() as kubelet_dir:
+        (kubelet_dir / "plugins_registry").mkdir()  # kubelet's plugin watcher makes it
+        kubelet = FakeKubelet(kubelet_dir).start()
+        cmd = [
+            sys.executable, "-m", "sriovkit.cli", "--root", str(tmp_path / "host"), "agent",
+            "--socket", str(kubelet_dir / "agent.sock"), "--state-dir", str(tmp_path / "state"),
+            "--device-plugin", "--dp-config", str(config), "--kubelet-dir", str(kubelet_dir),
+            "--dp-registration", "watcher",
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        try:
+            registry = kubelet_dir / "plugins_registry"
+            deadline = time.monotonic() + 30
+            while not (registry.is_dir() and any(registry.iterdir())):
+                assert time.monotonic() < deadline, "no socket in plugins_registry/"
+                time.sleep(0.05)
+            ((info, options),) = kubelet.probe_registry()
+            assert (info.type, info.name) == ("DevicePlugin", RESOURCE)
+            assert options is not None and options.get_preferred_allocation_available
+            assert kubelet.requests == []  # nothing registered on kubelet.sock
+            seen = kubelet.stream(RESOURCE).next(timeout=10)
+            assert sorted(d.id for d in seen) == sorted(VFS)
+        finally:
+            kubelet.stop()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err

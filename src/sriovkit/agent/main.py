@@ -35,6 +35,9 @@ class DevicePluginSetup:
     config: Path
     kubelet_dir: Path
     cdi: bool = False
+    registration: str = "socket"
+    """`socket`: Register on kubelet.sock; `watcher`: a socket in plugins_registry/ for
+    kubelet's plugin watcher (GetInfo / NotifyRegistrationStatus)."""
 
 
 def _event_sources(root: Path) -> list[EventSource]:
@@ -64,6 +67,7 @@ def _device_plugin(setup: DevicePluginSetup) -> list[Service]:
     are complete before kubelet can ask."""
     # grpc and the inventory only when the device plugin is asked for.
     from sriovkit.deviceplugin.discovery import Discovery  # noqa: PLC0415
+    from sriovkit.deviceplugin.server import Registration  # noqa: PLC0415
     from sriovkit.deviceplugin.service import DevicePluginService  # noqa: PLC0415
     from sriovkit.wiring import open_netlink  # noqa: PLC0415
 
@@ -81,9 +85,11 @@ def _device_plugin(setup: DevicePluginSetup) -> list[Service]:
 
     under = setup.root / DEFAULT_DEVINFO_DIR.relative_to("/")
     cdi = setup.root / DEFAULT_CDI_DIR.relative_to("/") if setup.cdi else None
+    mode: Registration = "watcher" if setup.registration == "watcher" else "socket"
     service = DevicePluginService(
-        discovery.feeds, setup.kubelet_dir, devinfo_dir=under, cdi_dir=cdi, host_root=setup.root
-    )
+        discovery.feeds, setup.kubelet_dir, devinfo_dir=under, cdi_dir=cdi,
+        host_root=setup.root, registration=mode,
+    )  # fmt: skip
     return [discovery, service]
 
 

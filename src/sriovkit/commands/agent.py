@@ -46,6 +46,14 @@ def _socket_default() -> Path:
     "`sriov` CNI asks for a resourceName config's VF).",
 )
 @click.option("--cdi", is_flag=True, help="Device plugin: CDI specs and CDI device names.")
+@click.option(
+    "--dp-registration",
+    type=click.Choice(["socket", "watcher"]),
+    default="socket",
+    show_default=True,
+    help="Device plugin: Register on kubelet.sock, or a socket in plugins_registry/ for "
+    "kubelet's plugin watcher.",
+)
 @click.pass_obj
 def agent(
     env: CliEnv,
@@ -56,6 +64,7 @@ def agent(
     dp_config: Path | None,
     kubelet_dir: Path,
     cdi: bool,
+    dp_registration: str,
 ) -> None:
     """Run the node agent in the foreground: serve the `sriov` CNI shim (and, with
     --device-plugin, kubelet's device plugin API) until SIGTERM."""
@@ -79,7 +88,9 @@ def agent(
     setup = None
     if device_plugin:
         config = dp_config or Path(env.root) / "etc/pcidp/config.json"
-        setup = DevicePluginSetup(Path(env.root), config, kubelet_dir, cdi=cdi)
+        setup = DevicePluginSetup(
+            Path(env.root), config, kubelet_dir, cdi=cdi, registration=dp_registration
+        )
     elif dp_config is not None or cdi:
         raise InvalidInput("--dp-config" if dp_config is not None else "--cdi",
                            "needs --device-plugin")  # fmt: skip
