@@ -87,7 +87,9 @@ def agent(
     defaults["SRIOVKIT_KUBELET_DIR"] = str(kubelet_dir.resolve())
     setup = None
     if device_plugin:
-        config = dp_config or Path(env.root) / "etc/pcidp/config.json"
+        from sriovkit.deviceplugin.pools import DEFAULT_CONFIG  # noqa: PLC0415 - inventory
+
+        config = dp_config or Path(env.root) / DEFAULT_CONFIG
         setup = DevicePluginSetup(
             Path(env.root), config, kubelet_dir, cdi=cdi, registration=dp_registration
         )

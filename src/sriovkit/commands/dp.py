@@ -11,30 +11,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sriovkit.errors import HostError, NotFound
-from sriovkit.host.netfacts import NetFacts
-from sriovkit.host.pciids import PciIds
-from sriovkit.host.sysfs import Sysfs
-from sriovkit.model.dp_config import DEFAULT_PREFIX, parse_config
+# deviceplugin.pools never loads grpc (the gRPC side is deviceplugin.server and .service).
+from sriovkit.deviceplugin.pools import DEFAULT_CONFIG, host_pools, read_config
+from sriovkit.model.dp_config import DEFAULT_PREFIX
 from sriovkit.model.dp_pool import Pool
-from sriovkit.ops import discover
-from sriovkit.ops.dp_pools import pools as find_pools
 
 if TYPE_CHECKING:
     from sriovkit.commands.env import CliEnv
-
-DEFAULT_CONFIG = "etc/pcidp/config.json"
-"""sriov-network-device-plugin's default `--config-file`, taken under `--root`."""
-
-
-def _read_config(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"device plugin config {path} not found (give one with --config)") from None
-    except OSError as exc:
-        raise HostError(f"cannot read device plugin config {path}: {exc.strerror}") from exc
-
 
 def _opt(value: object) -> str:
     return "-" if value is None else str(value)
@@ -90,16 +73,8 @@ def pools(env: CliEnv, config_path: Path | None, resource_prefix: str, as_json: 
     """Each pool's devices (PCI, PF, VF index, driver, netdev, NUMA) and the devices it leaves
     out, with the reason."""
     path = config_path if config_path is not None else env.root / DEFAULT_CONFIG
-    config = parse_config(_read_config(path), default_prefix=resource_prefix)
-    facts = NetFacts(env.root)
-    inv = discover.collect(Sysfs(env.root), PciIds())
-    found = find_pools(
-        inv,
-        config,
-        facts=facts,
-        bond_ports=facts.bond_ports(),
-        default_route=facts.default_route_links(),
-    )
+    config = read_config(path, resource_prefix, option="--config")
+    found = host_pools(env.root, config)[1]
     if as_json:
         json.dump({"pools": [p.to_json() for p in found]}, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -64,12 +64,18 @@ def feeds_from_pools(pools: list[Pool], config: DpConfig) -> list[ResourceFeed]:
     ]
 
 
-def read_config(config_path: Path, prefix: str = DEFAULT_PREFIX) -> DpConfig:
-    """The parsed config file, or NotFound / HostError / the parser's error naming the entry."""
+def read_config(
+    config_path: Path, prefix: str = DEFAULT_PREFIX, *, option: str = "--dp-config"
+) -> DpConfig:
+    """The parsed config file, or NotFound / HostError / the parser's error naming the entry.
+
+    `option` is the command-line option that names another file (said when there is none)."""
     try:
         text = config_path.read_bytes()
     except FileNotFoundError:
-        raise NotFound(f"device plugin config {config_path} not found") from None
+        raise NotFound(
+            f"device plugin config {config_path} not found (give one with {option})"
+        ) from None
     except OSError as exc:
         raise HostError(f"cannot read device plugin config {config_path}: {exc.strerror}") from exc
     return parse_config(text, default_prefix=prefix)
