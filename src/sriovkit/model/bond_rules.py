@@ -128,6 +128,20 @@ _DELAYS = ("updelay", "downdelay", "peer_notif_delay")
 _MII_ONLY = (*_DELAYS, "use_carrier")
 
 
+NEW_BOND = BondOptions(
+    miimon=0, updelay=0, downdelay=0, peer_notif_delay=0, use_carrier=True, arp_interval=0,
+    arp_ip_target=(), ns_ip6_target=(), arp_validate=ArpValidate.NONE,
+    arp_all_targets=ArpAllTargets.ANY, arp_missed_max=2, primary_reselect=PrimaryReselect.ALWAYS,
+    fail_over_mac=FailOverMac.NONE, xmit_hash_policy=XmitHashPolicy.LAYER2, resend_igmp=1,
+    num_peer_notif=1, all_slaves_active=False, min_links=0, lp_interval=1, packets_per_slave=1,
+    lacp_rate=LacpRate.SLOW, lacp_active=True, ad_select=AdSelect.STABLE, ad_actor_sys_prio=65535,
+    ad_user_port_key=0, ad_actor_system="00:00:00:00:00:00", tlb_dynamic_lb=True,
+    coupled_control=True,
+)  # fmt: skip
+"""Every option of a bond just created over netlink, before its mode is set (the lab's 6.12
+kernel: miimon 0, not the module parameter's 100); the simulated driver starts from it too."""
+
+
 def kernel_defaults(mode: BondMode) -> BondOptions:
     """What a bond created over netlink in `mode` holds for each option nobody gave.
 
@@ -138,17 +152,7 @@ def kernel_defaults(mode: BondMode) -> BondOptions:
     fail_over_mac reads back `active` instead of `none` when the first port cannot change its
     MAC; ad_actor_system reads back as zero, meaning the bond's own MAC.
     """
-    every = BondOptions(
-        miimon=0 if mode in ARP_MODES else DEFAULT_MIIMON, updelay=0, downdelay=0,
-        peer_notif_delay=0, use_carrier=True, arp_interval=0, arp_ip_target=(), ns_ip6_target=(),
-        arp_validate=ArpValidate.NONE, arp_all_targets=ArpAllTargets.ANY, arp_missed_max=2,
-        primary_reselect=PrimaryReselect.ALWAYS, fail_over_mac=FailOverMac.NONE,
-        xmit_hash_policy=XmitHashPolicy.LAYER2, resend_igmp=1, num_peer_notif=1,
-        all_slaves_active=False, min_links=0, lp_interval=1, packets_per_slave=1,
-        lacp_rate=LacpRate.SLOW, lacp_active=True, ad_select=AdSelect.STABLE,
-        ad_actor_sys_prio=65535, ad_user_port_key=0, ad_actor_system="00:00:00:00:00:00",
-        tlb_dynamic_lb=True, coupled_control=True,
-    )  # fmt: skip
+    every = replace(NEW_BOND, miimon=0 if mode in ARP_MODES else DEFAULT_MIIMON)
     foreign = {n: None for n, rule in OPTION_MODES.items() if mode not in rule.modes}
     return replace(every, **foreign)
 

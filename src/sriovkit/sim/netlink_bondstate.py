@@ -1,8 +1,8 @@
 """The simulated bonding driver's state: one `SimBond` per bond, one `SimPort` per enslaved link.
 
-Kept in the fake's world (`sim/netlink_state.py`) and its state file as plain JSON. The kernel's
-defaults (`DEFAULTS`) are what the lab's 6.12 kernel reports for a bond created over netlink
-with no options (miimon 0, not the module parameter's 100).
+Kept in the fake's world (`sim/netlink_state.py`) and its state file as plain JSON. A new bond
+starts from `DEFAULTS` (`model/bond_rules.NEW_BOND`): what the lab's 6.12 kernel reports for a
+bond created over netlink with no options (miimon 0, not the module parameter's 100).
 """
 
 from __future__ import annotations
@@ -11,29 +11,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sriovkit.model.bond import (
-    AdSelect,
-    ArpAllTargets,
-    ArpValidate,
     BondMode,
     BondOptions,
-    FailOverMac,
-    LacpRate,
-    PrimaryReselect,
-    XmitHashPolicy,
     parse_option,
 )
+from sriovkit.model.bond_rules import NEW_BOND
 
-DEFAULTS = BondOptions(
-    miimon=0, updelay=0, downdelay=0, peer_notif_delay=0, use_carrier=True, arp_interval=0,
-    arp_ip_target=(), ns_ip6_target=(), arp_validate=ArpValidate.NONE,
-    arp_all_targets=ArpAllTargets.ANY, arp_missed_max=2, primary=None,
-    primary_reselect=PrimaryReselect.ALWAYS, fail_over_mac=FailOverMac.NONE,
-    xmit_hash_policy=XmitHashPolicy.LAYER2, resend_igmp=1, num_peer_notif=1,
-    all_slaves_active=False, min_links=0, lp_interval=1, packets_per_slave=1,
-    lacp_rate=LacpRate.SLOW, lacp_active=True, ad_select=AdSelect.STABLE, ad_actor_sys_prio=65535,
-    ad_user_port_key=0, ad_actor_system="00:00:00:00:00:00", tlb_dynamic_lb=True,
-    coupled_control=True, active_slave=None,
-)  # fmt: skip
+DEFAULTS = NEW_BOND
 """A new bond's options as the kernel holds them."""
 
 
