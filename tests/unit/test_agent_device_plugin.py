@@ -92,14 +92,12 @@ def test_a_bad_config_stops_the_agent_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text('{"resourceList": [{"resourceName": "x y", "selectors": {}}]}')
     with short_root() as kubelet_dir:
-        start = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "sriovkit.cli", "--root", str(tmp_path / "host"), "agent",
              "--socket", str(kubelet_dir / "agent.sock"), "--device-plugin",
              "--dp-config", str(config), "--kubelet-dir", str(kubelet_dir)],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
-        assert time.monotonic() - start < 60
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("sriovkit: error: invalid resourceList[0]")
     assert "Traceback" not in proc.stderr

@@ -133,9 +133,8 @@ def test_kubelet_restart_reregisters_with_the_full_list(rig: Rig) -> None:
     rig.kubelet.stop()
     began = time.monotonic()
     rig.kubelet = FakeKubelet(rig.root).start(wipe=True)  # deletes our sockets, as kubelet does
-    reqs = rig.kubelet.wait_registered(2, timeout=2.0)
+    reqs = rig.kubelet.wait_registered(2, timeout=2.0)  # the bound: fails past it
     took = time.monotonic() - began
-    assert took < 2.0
     print(f"re-registered {took * 1000:.0f} ms after kubelet.sock came back")
     assert {r.resource_name for r in reqs} == {NET, DPDK}
     assert rig.kubelet.stream(NET).next(timeout=2.0) == [
