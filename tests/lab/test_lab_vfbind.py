@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sriovkit.errors import HostError
 from sriovkit.host.netlink import LinkChange
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.pci import PciAddress
@@ -63,3 +64,17 @@ def test_vf_netdev_picks_up_a_new_admin_mac_after_rebind() -> None:
     sysfs.write("/sys/bus/pci/drivers/igbvf/unbind", str(vf.address))
     sysfs.write("/sys/bus/pci/drivers_probe", str(vf.address))
     assert _netdev_mac(sysfs, vf.address) == mac
+
+
+def test_a_refused_bind_leaves_the_vf_on_igbvf() -> None:
+    """igb's probe refuses a VF (EINVAL, "should not be a VF"): drivers_probe still succeeds and
+    leaves the VF unbound. The failure is reported, and the undo clears the override before it
+    re-binds igbvf; the other order fails, since the PCI core then lets only igb bind."""
+    sysfs = Sysfs(Path("/"))
+    vf = set_num_vfs(sysfs, PF, 1)[0]
+    assert sysfs.netdev_map().get(vf.address)
+    with pytest.raises(HostError, match=rf"failed to bind {vf.address} to igb"):
+        bind_driver(sysfs, vf.address, "igb")
+    assert sysfs.link_base(vf.address, "driver") == "igbvf"
+    assert sysfs.attr(vf.address, "driver_override") == "(null)"
+    assert sysfs.netdev_map().get(vf.address), "igbvf registered a netdev again"

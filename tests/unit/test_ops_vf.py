@@ -162,3 +162,19 @@ def test_cli_bind_dry_run_changes_nothing_then_binds(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert SimSysfs(tmp_path).link_base(PciAddress.parse(vf), "driver") == "vfio-pci"
+
+
+def test_failed_bind_puts_driver_and_override_back(host: tuple[SimSysfs, PciAddress]) -> None:
+    """vfio-pci's probe refuses a VF in no IOMMU group: the write to drivers_probe succeeds
+    and the VF stays unbound, so the failure is seen, and the undo must clear the override
+    before it re-binds igbvf (the PCI core refuses a bind the override does not name)."""
+    sysfs, pf = host
+    vf = vf_ops.set_num_vfs(sysfs, pf, 1)[0]
+    netdev = sysfs.netdev_map()[vf.address]
+    sysfs.load_module("vfio-pci")
+    sysfs.path(f"/sys/bus/pci/devices/{vf.address}/iommu_group").unlink()
+    with pytest.raises(HostError, match=rf"failed to bind {vf.address} to vfio-pci"):
+        vf_ops.bind_driver(sysfs, vf.address, "vfio-pci")
+    assert sysfs.link_base(vf.address, "driver") == "igbvf"
+    assert sysfs.attr(vf.address, "driver_override") == "(null)"
+    assert sysfs.netdev_map()[vf.address] == netdev

@@ -55,7 +55,7 @@ def test_autoprobe_is_left_alone_when_already_off() -> None:
 
 def test_bind_plan_order_and_undo() -> None:
     plan = vf_ops.plan_bind(PF, "igbvf", "(null)", "vfio-pci")
-    assert plan.kinds() == [StepKind.SET_DRIVER_OVERRIDE, StepKind.UNBIND, StepKind.DRIVERS_PROBE]
+    assert plan.kinds() == [StepKind.UNBIND, StepKind.SET_DRIVER_OVERRIDE, StepKind.DRIVERS_PROBE]
     assert [s.undo for s in plan] == [Undo.ON_FAILURE, Undo.ON_FAILURE, Undo.KEEP]
     assert vf_ops.plan_bind(PF, None, None, "vfio-pci").kinds() == [
         StepKind.SET_DRIVER_OVERRIDE, StepKind.DRIVERS_PROBE

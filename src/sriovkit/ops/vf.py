@@ -228,16 +228,22 @@ def plan_bind(dev: PciAddress, current: str | None, override: str | None,
               driver: str | None) -> Plan:  # fmt: skip
     """The steps that move `dev` from `current` to `driver` (None: its default kernel driver).
 
-    `driver_override` first, so that only the wanted driver can claim the device once it is
-    free; then unbind; then `drivers_probe`, the one path that works for every driver. The
-    override and the unbind are put back if a later step fails.
+    Unbind, then set `driver_override` so that only the wanted driver can claim the device,
+    then `drivers_probe`, the one path that works for every driver. The unbind and the
+    override are put back if a later step fails, newest first: the old override goes back
+    before the old driver is re-bound, because the PCI core refuses a `bind` (ENODEV) to any
+    driver other than the one an override names. (A manual unbind probes nothing, so the
+    device stays free between the unbind and the override.)
     """
     if current == driver and driver is not None:
         return Plan()
     where = str(dev)
-    steps = [Step(StepKind.SET_DRIVER_OVERRIDE, where, override, driver, undo=Undo.ON_FAILURE)]
+    steps: list[Step] = []
     if current is not None:
         steps.append(Step(StepKind.UNBIND, where, current, None, undo=Undo.ON_FAILURE))
+    steps.append(
+        Step(StepKind.SET_DRIVER_OVERRIDE, where, override, driver, undo=Undo.ON_FAILURE)
+    )
     steps.append(Step(StepKind.DRIVERS_PROBE, where, current, driver))
     return Plan(tuple(steps))
 
@@ -316,12 +322,16 @@ class _Actions:
                 sysfs.bind(dev, step.new)
         elif kind is StepKind.DRIVERS_PROBE:
             sysfs.drivers_probe(dev)
+            # The write succeeds even when the driver's probe fails (the PCI core ignores probe
+            # errors so the next driver may try): only the resulting link tells.
             bound = sysfs.link_base(dev, "driver")
             if step.new is not None and bound != step.new:
                 raise HostError(
                     f"failed to bind {dev} to {step.new}: the driver did not claim it "
                     f"(now bound to {bound or 'nothing'})"
                 )
+            if step.new is None and bound is None:
+                raise HostError(f"failed to bind {dev} back to a kernel driver: none claimed it")
 
     def _wait(self, what: Callable[[], list[str]], describe: str) -> None:
         _wait(what, self.budget, self.clock, self.progress, describe)

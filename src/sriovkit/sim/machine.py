@@ -148,7 +148,8 @@ class SimKernel:
             self.tree.load_driver(driver)
             for name in sorted(os.listdir(self.tree.abs(PCI_DEVICES))):
                 path = self.path_of(name)
-                if path and self.driver_of(name) is None and self.matches(name, path, driver):
+                if (path and self.driver_of(name) is None and self.matches(name, path, driver)
+                        and not self.probe_error(path, driver)):  # fmt: skip
                     self._bind(name, path, driver)
 
     # -- matching and binding ------------------------------------------------------------------
@@ -165,14 +166,26 @@ class SimKernel:
             return True
         return cls in info.classes
 
+    def probe_error(self, path: str, driver: str) -> int:
+        """The errno the driver's probe() fails with for this device, 0 when it succeeds.
+
+        vfio-pci refuses a device in no IOMMU group (EINVAL, unless noiommu mode is on).
+        """
+        if driver == "vfio-pci" and not self._group(path):
+            return errno.EINVAL
+        return 0
+
     def bind(self, addr: str, driver: str) -> None:
-        """`echo ADDR > drivers/DRIVER/bind`."""
+        """`echo ADDR > drivers/DRIVER/bind`: a failing probe() fails the write."""
         with self.locked():
             path = self.path_of(addr)
             if path is None or not self.matches(addr, path, driver):
                 raise fail(errno.ENODEV, f"cannot bind {addr} to {driver}")
             if self.driver_of(addr) is not None:
                 raise fail(errno.EBUSY, f"cannot bind {addr} to {driver}: already bound")
+            err = self.probe_error(path, driver)
+            if err:
+                raise fail(err, f"probe of {addr} with {driver} failed")
             self._bind(addr, path, driver)
 
     def unbind(self, addr: str, driver: str) -> None:
@@ -192,7 +205,9 @@ class SimKernel:
             if self.driver_of(addr) is not None:
                 return
             for driver in sorted(os.listdir(self.tree.abs(PCI_DRIVERS))):
-                if self.matches(addr, path, driver):
+                # A failing probe() is ignored, so that the next driver may try its luck; the
+                # write itself succeeds and the device may stay unbound.
+                if self.matches(addr, path, driver) and not self.probe_error(path, driver):
                     self._bind(addr, path, driver)
                     return
 
