@@ -7,6 +7,7 @@ stray `"SelectorObj": null`). Where upstream silently accepts a mistake that the
 wrong devices (an unknown selector key, `"10CA"` that never matches, `"ens1f0#3-1"`, a selector
 of another device type), this parser refuses it with an `InvalidInput` naming the entry and the
 field: `invalid resourceList[1] (intel_sriov).selectors.pfNames: 'ens1f0#3-1' has an empty range`.
+The YAML form (`dp_config_yaml`) is the same document, validated here the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from sriovkit.errors import InvalidInput
+from sriovkit.model.dp_config_yaml import ConfigForm
 from sriovkit.model.pci import PciAddress
 
 DEFAULT_PREFIX = "intel.com"
@@ -404,11 +406,15 @@ def config_from_obj(doc: Any, *, default_prefix: str = DEFAULT_PREFIX) -> DpConf
     return DpConfig(resources)
 
 
-def parse_config(text: str | bytes, *, default_prefix: str = DEFAULT_PREFIX) -> DpConfig:
-    """Parse and validate `config.json` text.
+def parse_config(
+    text: str | bytes, *, default_prefix: str = DEFAULT_PREFIX, form: ConfigForm = "json"
+) -> DpConfig:
+    """Parse and validate a config file's text: `config.json`, or with `form="yaml"` the same
+    document in YAML (`dp_config_yaml`: PyYAML is imported only then)."""
+    if form == "yaml":
+        from sriovkit.model.dp_config_yaml import load_yaml  # noqa: PLC0415 - PyYAML, lazily
 
-    Only JSON: PyYAML is not a dependency of sriovkit, so no YAML form is offered.
-    """
+        return config_from_obj(load_yaml(text), default_prefix=default_prefix)
     try:
         doc = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
