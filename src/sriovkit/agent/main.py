@@ -90,6 +90,8 @@ def _device_plugin(setup: DevicePluginSetup) -> list[Service]:
         discovery.feeds, setup.kubelet_dir, devinfo_dir=under, cdi_dir=cdi,
         host_root=setup.root, registration=mode,
     )  # fmt: skip
+    # A config edit that adds or removes a resource starts or stops its gRPC server.
+    discovery.subscribe_resources(service.resources_changed)
     return [discovery, service]
 
 
