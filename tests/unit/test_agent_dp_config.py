@@ -127,7 +127,8 @@ def test_resources_added_and_removed_while_the_agent_runs(tmp_path: Path) -> Non
                 # The other resource is untouched: same stream, still served.
                 assert not port1.ended.is_set()
                 assert kubelet.stream("intel.com/port1") is port1
-                assert kubelet.plugin("intel.com/port1").options().get_preferred_allocation_available
+                options = kubelet.plugin("intel.com/port1").options()
+                assert options.get_preferred_allocation_available
         finally:
             kubelet.stop()
 
