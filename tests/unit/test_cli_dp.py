@@ -145,7 +145,7 @@ CONFIG_YAML = """\
 # The same pools as CONFIG, in the YAML form: same keys, comments, ids unquoted.
 resourceList:
   - resourceName: igbvf
-    selectors: {pfNames: ["enp59s0f0#0-1"]}   # '#' starts a comment unless quoted
+    selectors: {pfNames: ["enp59s0f0#0-1"]}   # a '#' after a space starts a comment
   - resourceName: vfs
     resourcePrefix: example.com
     excludeTopology: true
