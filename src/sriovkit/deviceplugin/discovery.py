@@ -283,6 +283,9 @@ class Discovery:
             log.warning("device plugin: cannot watch %s (%s): polling it every second",
                         self.config_path, exc)  # fmt: skip
             self.config_poll = min(self.config_poll, 1.0)
+        if _config_stamp(self.config_path) != self._stamp:  # edited before the watch existed
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
 
         def run() -> None:
             error: BaseException | None = None
