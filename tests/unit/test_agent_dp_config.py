@@ -202,3 +202,52 @@ def test_a_yaml_configmap_volume_is_followed_through_its_symlink_swap(tmp_path: 
                 assert _until(kubelet.wait_stream("intel.com/none"), lambda ids: True) == set()
         finally:
             kubelet.stop()
+
+
+def test_a_yaml_config_serves_what_the_json_one_serves(tmp_path: Path) -> None:
+    """The same document as config.json and as config.yaml: the same resources registered, the
+    same ListAndWatch lists (ids, health, NUMA), the same preferred allocation."""
+    host = tmp_path / "host"
+    create_host(host, ["82576"], vfs=2, extras=False)
+    doc = {"resourceList": [
+        {**PORT0, "preferredAllocation": "pack"},
+        {"resourceName": "any_igb", "resourcePrefix": "example.com", "excludeTopology": True,
+         "selectors": [{"vendors": ["8086"], "drivers": ["igbvf"]}]},
+    ]}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    (tmp_path / "config.yaml").write_text(
+        "# same document, YAML form\n"
+        "resourceList:\n"
+        "  - resourceName: port0\n"
+        "    preferredAllocation: pack\n"
+        "    selectors: {pfNames: [enp59s0f0]}\n"
+        "  - resourceName: any_igb\n"
+        "    resourcePrefix: example.com\n"
+        "    excludeTopology: true\n"
+        "    selectors:\n"
+        "      - vendors: [8086]\n"
+        "        drivers: [igbvf]\n"
+    )
+    served = []
+    for name in ("config.json", "config.yaml"):
+        with short_root() as kubelet_dir:
+            kubelet = FakeKubelet(kubelet_dir).start()
+            try:
+                with agent(host, tmp_path / name, kubelet_dir):
+                    kubelet.wait_registered(2, timeout=WAIT)
+                    lists = {
+                        r.resource_name: sorted(
+                            (d.id, d.health, d.numa)
+                            for d in kubelet.stream(r.resource_name).next(timeout=WAIT)
+                        )
+                        for r in kubelet.requests
+                    }
+                    picked = kubelet.plugin("intel.com/port0").preferred(sorted(PF0_VFS), 1)
+                    served.append((lists, picked))
+            finally:
+                kubelet.stop()
+    assert served[0] == served[1]
+    lists = served[1][0]
+    assert sorted(lists) == ["example.com/any_igb", "intel.com/port0"]
+    assert {d[0] for d in lists["example.com/any_igb"]} == PF1_VFS  # port 0's went to port0
+    assert {d[2] for d in lists["example.com/any_igb"]} == {()}  # excludeTopology
