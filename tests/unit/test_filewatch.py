@@ -70,3 +70,21 @@ def test_edits_in_place_and_by_rename_are_seen(tmp_path: Path) -> None:
         assert _quiet(watch)
     finally:
         watch.close()
+
+
+def test_a_directory_removed_and_made_again_is_watched_again(tmp_path: Path) -> None:
+    conf_dir = tmp_path / "pcidp"
+    conf_dir.mkdir()
+    (conf_dir / "config.json").write_text("{}")
+    watch = FileWatch(conf_dir / "config.json")
+    try:
+        shutil.rmtree(conf_dir)
+        assert _events(watch) != []
+        assert watch.watched == [tmp_path]  # waiting for it to come back
+        conf_dir.mkdir()
+        assert _events(watch) != []
+        assert watch.watched == [conf_dir]
+        (conf_dir / "config.json").write_text("{}")
+        assert _events(watch) != []
+    finally:
+        watch.close()

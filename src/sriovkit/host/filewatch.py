@@ -9,10 +9,11 @@ A file can change three ways, and a watch on the file itself sees only the first
   renames `..data_tmp` over `..data` (one atomic rename), then deletes the old directory. The file
   name itself never changes: only IN_MOVED_TO of `..data` in the directory says so.
 
-So `FileWatch` watches the file's directory, and the directory the file resolves into when that
-is another one (a symlink into a directory elsewhere), re-arming both after every event as the
-symlinks move. Each batch of inotify events becomes one `config` event: the reader compares the
-file (inode, mtime, size) before acting, so a change to a neighbour costs a stat, not a reload.
+So `FileWatch` watches the file's directory, and the directory the file resolves into when that is
+another one (a symlink into a directory elsewhere), re-arming both after every event as the
+symlinks move (a directory that is gone is waited for from its nearest existing ancestor). Each
+batch of inotify events becomes one `config` event: the reader compares the file (inode, mtime,
+size) before acting, so a change to a neighbour costs a stat, not a reload.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ _MASK = (
 )  # fmt: skip
 
 
+def _existing(path: Path) -> tuple[Path, tuple[int, int]] | None:
+    """`path`, or when it is gone (a directory deleted to be made again) its nearest existing
+    ancestor, whose IN_CREATE then says it is back; with its (device, inode)."""
+    for d in (path, *path.parents):
+        try:
+            st = os.stat(d)
+        except OSError:
+            continue
+        return d, (st.st_dev, st.st_ino)
+    return None
+
+
 class FileWatch:
     """The `EventSource` of one file's changes (see the module docstring). Raises OSError where
     inotify is missing: the caller then polls the file."""
@@ -59,11 +72,9 @@ class FileWatch:
         """Watch the directories the file is in now; drop watches on directories it left."""
         wanted: dict[Path, tuple[int, int]] = {}
         for d in self._dirs():
-            try:
-                st = os.stat(d)
-            except OSError:
-                continue  # not there yet (its parent's change wakes nobody: the poll covers it)
-            wanted[d] = (st.st_dev, st.st_ino)
+            found = _existing(d)
+            if found is not None:
+                wanted[found[0]] = found[1]
         for d, (ident, wd) in list(self._watched.items()):
             if wanted.get(d) != ident:
                 self._inotify.rm_watch(wd)
