@@ -29,14 +29,14 @@ Health (the issue's four cases), computed per device on each pass:
   in its pool as Unhealthy, and is Healthy again when it is rebound; if another pool selects it
   now (e.g. netdevice -> vfio-pci with a vfio pool), it moves there. A config change drops these.
 
-A config change re-reads the file. It is noticed through inotify on the file's directories
-(`host/filewatch.py`: in-place writes, renames, a ConfigMap's `..data` swap), confirmed by the
-file's inode/mtime/size; a poll of those every `config_poll` s is only the safety net (every
-second where inotify is missing). The device lists of existing resources follow it; a resource
-it adds gets a feed and one it removes has its feed emptied (kubelet's capacity drops at once)
-and dropped; `subscribe_resources` listeners (the gRPC service) start and stop their servers.
-A config that is refused (unreadable, or invalid: the error names the entry and field) is
-logged and the previous one keeps serving.
+A config change re-reads the file. The agent passes a `host/filewatch.FileWatch` among the sources
+(inotify on the file's directories: in-place writes, renames, a ConfigMap's `..data` swap); its
+`config` events only wake the loop, and the file's inode/mtime/size, checked on every wake-up and
+every `config_poll` s (the safety net), decide. The device lists of existing resources follow it; a
+resource it adds gets a feed and one it removes has its feed emptied (kubelet's capacity drops at
+once) and dropped; `subscribe_resources` listeners (the gRPC service) start and stop their servers.
+A config that is refused (unreadable, or invalid: the error names the entry and field) is logged
+and the previous one keeps serving.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -57,7 +57,6 @@ from sriovkit.deviceplugin.model import Device, ResourceFeed
 from sriovkit.deviceplugin.pools import host_pools, pool_devices, pool_policy, read_config
 from sriovkit.errors import NotFound, SriovkitError
 from sriovkit.host.events import Event, EventSource
-from sriovkit.host.filewatch import FileWatch
 from sriovkit.host.netlink import LinkInfo
 from sriovkit.model.dp_config import DEFAULT_PREFIX, DpConfig
 from sriovkit.model.pci import PciAddress
@@ -65,10 +64,6 @@ from sriovkit.model.pci import PciAddress
 log = logging.getLogger("sriovkit.agent")
 
 _NAMED_LINKS_MAX = 32
-
-ResourcesListener = Callable[[list[ResourceFeed], list[ResourceFeed]], None]
-"""Told (added feeds, removed feeds) when a config edit adds or removes resources."""
-
 
 class LinkReader(Protocol):
     """What health needs of the netlink seam: every link of the host netns."""
@@ -100,6 +95,12 @@ def healthy(member: Member, links: dict[str, LinkInfo]) -> bool:
     return True
 
 
+class ResourcesListener(Protocol):
+    """Told the feeds a config edit added and removed (`Discovery.subscribe_resources`)."""
+
+    def __call__(self, added: list[ResourceFeed], removed: list[ResourceFeed]) -> None: ...
+
+
 def _config_stamp(path: Path) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
@@ -127,7 +128,7 @@ class Discovery:
         *,
         prefix: str = DEFAULT_PREFIX,
         rescan: float = 30.0,
-        config_poll: float = 10.0,
+        config_poll: float = 1.0,
         settle: float = 0.05,
     ) -> None:
         self.root = root
@@ -166,43 +167,6 @@ class Discovery:
             self._sync_resources()
         self.passes["full"] += 1
         return self._push()
-
-    def _reload_config(self) -> bool:
-        """Re-read the config file; False, with the previous one kept, when it is refused."""
-        try:
-            self._config = read_config(self.config_path, self.prefix)
-        except SriovkitError as exc:  # the agent keeps serving: never stop it for an edit
-            log.error("device plugin: config %s refused, still serving the previous one: %s",
-                      self.config_path, exc)  # fmt: skip
-            return False
-        return True
-
-    def subscribe_resources(self, listener: ResourcesListener) -> None:
-        """Call `listener(added, removed)` (in discovery's thread) when a config edit adds or
-        removes resources; `feeds` is already the new list then."""
-        self._resource_listeners.append(listener)
-
-    def _sync_resources(self) -> None:
-        """Feeds for resources the config added, in config order; removed ones emptied first,
-        so every ListAndWatch stream of theirs tells kubelet the devices are gone."""
-        added = [
-            ResourceFeed(name, self._advertised(name), policy=pool_policy(name, self._config))
-            for name in self._members
-            if name not in self._by_name
-        ]
-        removed = [f for f in self.feeds if f.name not in self._members]
-        if not added and not removed:
-            return
-        for feed in removed:
-            feed.update([])
-        by_name = self._by_name | {f.name: f for f in added}
-        self.feeds = [by_name[name] for name in self._members]
-        self._by_name = {f.name: f for f in self.feeds}
-        log.info("device plugin: config %s adds %s and removes %s", self.config_path,
-                 ", ".join(f.name for f in added) or "nothing",
-                 ", ".join(f.name for f in removed) or "nothing")  # fmt: skip
-        for listener in list(self._resource_listeners):
-            listener(added, removed)
 
     def links_pass(self, names: set[str] | None = None) -> list[str]:
         """Re-read link state only (of `names`, else all) and push health changes.
@@ -272,20 +236,48 @@ class Discovery:
                          len(devices), sum(not d.healthy for d in devices))  # fmt: skip
         return changed
 
+    def _reload_config(self) -> bool:
+        """Re-read the config file; False, with the previous one kept, when it is refused."""
+        try:
+            self._config = read_config(self.config_path, self.prefix)
+        except SriovkitError as exc:  # the agent keeps serving: never stop it for an edit
+            log.error("device plugin: config %s refused, still serving the previous one: %s",
+                      self.config_path, exc)  # fmt: skip
+            return False
+        return True
+
+    def subscribe_resources(self, listener: ResourcesListener) -> None:
+        """Call `listener(added, removed)` (in discovery's thread) when a config edit adds or
+        removes resources; `feeds` is already the new list then."""
+        self._resource_listeners.append(listener)
+
+    def _sync_resources(self) -> None:
+        """Feeds for resources the config added, in config order; removed ones emptied first,
+        so every ListAndWatch stream of theirs tells kubelet the devices are gone."""
+        added = [
+            ResourceFeed(name, self._advertised(name), policy=pool_policy(name, self._config))
+            for name in self._members
+            if name not in self._by_name
+        ]
+        removed = [f for f in self.feeds if f.name not in self._members]
+        if not added and not removed:
+            return
+        for feed in removed:
+            feed.update([])
+        by_name = self._by_name | {f.name: f for f in added}
+        self.feeds = [by_name[name] for name in self._members]
+        self._by_name = {f.name: f for f in self.feeds}
+        log.info("device plugin: config %s adds %s and removes %s", self.config_path,
+                 ", ".join(f.name for f in added) or "nothing",
+                 ", ".join(f.name for f in removed) or "nothing")  # fmt: skip
+        for listener in list(self._resource_listeners):
+            listener(added, removed)
+
     # --- the service ------------------------------------------------------------------
 
     def start(self, on_exit: OnExit) -> None:
         """Start the thread that waits for events; returns at once."""
         self._stopping.clear()
-        try:
-            self._sources.append(FileWatch(self.config_path))
-        except OSError as exc:
-            log.warning("device plugin: cannot watch %s (%s): polling it every second",
-                        self.config_path, exc)  # fmt: skip
-            self.config_poll = min(self.config_poll, 1.0)
-        if _config_stamp(self.config_path) != self._stamp:  # edited before the watch existed
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"x")
 
         def run() -> None:
             error: BaseException | None = None
@@ -339,23 +331,23 @@ class Discovery:
             if events:  # let the burst finish: one pass for all of it
                 time.sleep(self.settle)
                 events.extend(self._wait(0))
+            # A `config` event (host/filewatch.py) only wakes the loop: the stamp decides.
+            events = [e for e in events if e.kind != "config"]
             stamp = _config_stamp(self.config_path)
             config_changed = stamp != self._stamp
             now = time.monotonic()
-            # A `config` event only says "look at the file": the stamp says whether it changed.
-            links = [e for e in events if e.kind == "link"]
             full = (
                 config_changed or now >= next_rescan or (retry_at is not None and now >= retry_at)
-                or any(e.kind not in ("link", "config") for e in events)
+                or any(e.kind != "link" for e in events)
             )  # fmt: skip
-            if not full and not links:
+            if not full and not events:
                 continue
             try:
                 if full:
                     self.full_pass(config_changed=config_changed)
                     next_rescan = time.monotonic() + self.rescan_interval
                 else:
-                    named = {e.name for e in links}
+                    named = {e.name for e in events}
                     self.links_pass(None if None in named else {n for n in named if n})
                 retry_at = None
             except (SriovkitError, OSError) as exc:  # a device vanished mid-read, a bad edit
