@@ -95,18 +95,18 @@ def healthy(member: Member, links: dict[str, LinkInfo]) -> bool:
     return True
 
 
-class ResourcesListener(Protocol):
-    """Told the feeds a config edit added and removed (`Discovery.subscribe_resources`)."""
-
-    def __call__(self, added: list[ResourceFeed], removed: list[ResourceFeed]) -> None: ...
-
-
 def _config_stamp(path: Path) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class ResourcesListener(Protocol):
+    """Told the feeds a config edit added and removed (`Discovery.subscribe_resources`)."""
+
+    def __call__(self, added: list[ResourceFeed], removed: list[ResourceFeed]) -> None: ...
 
 
 class Discovery:
