@@ -111,3 +111,10 @@ def test_yaml_is_imported_only_when_a_yaml_file_is_read() -> None:
             capture_output=True, text=True, check=True, timeout=120,
         )  # fmt: skip
         assert json.loads(proc.stdout) == [], module
+
+
+def test_a_document_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        parse_config("[" * 100_000, form="json")
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        parse_config("[" * 100_000, form="yaml")

@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from sriovkit.errors import InvalidInput
-from sriovkit.model.dp_config_yaml import ConfigForm
+from sriovkit.model.dp_config_yaml import ConfigForm, load_yaml
 from sriovkit.model.dp_values import (
     FunctionRange,
     Where,
@@ -287,14 +287,12 @@ def parse_config(
 ) -> DpConfig:
     """Parse and validate a config file's text: `config.json`, or with `form="yaml"` the same
     document in YAML (`dp_config_yaml`: PyYAML is imported only then)."""
-    if form == "yaml":
-        from sriovkit.model.dp_config_yaml import load_yaml  # noqa: PLC0415 - PyYAML, lazily
-
-        return config_from_obj(load_yaml(text), default_prefix=default_prefix)
     try:
-        doc = json.loads(text)
+        doc = load_yaml(text) if form == "yaml" else json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput("config", f"not valid JSON: {exc}") from None
+    except RecursionError:  # both decoders recurse per level: "[[[[..." must not crash the agent
+        raise InvalidInput("config", "nested too deeply") from None
     return config_from_obj(doc, default_prefix=default_prefix)
 
 
