@@ -182,6 +182,7 @@ class DevicePluginService:
         self.feeds.remove(server.feed)
         server.feed.unsubscribe(self.extras.on_update)
         server.close(grace=0.5)
+        # Its CDI spec only now: until the server stopped, an Allocate could still name it.
         self.extras.retire(f.name for f in self.feeds)
         log.info("device plugin: %s: no longer in the config: stopped, %s removed", name,
                  server.path)  # fmt: skip
