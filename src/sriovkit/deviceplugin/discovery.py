@@ -65,6 +65,7 @@ log = logging.getLogger("sriovkit.agent")
 
 _NAMED_LINKS_MAX = 32
 
+
 class LinkReader(Protocol):
     """What health needs of the netlink seam: every link of the host netns."""
 
