@@ -64,6 +64,8 @@ class Stream:
 
     def __init__(self, stub: Any) -> None:
         self.answers: queue.Queue[list[Seen] | BaseException] = queue.Queue()
+        self.ended = threading.Event()
+        """Set when the plugin ended the stream (or it failed): kubelet drops the endpoint."""
         self._call = stub.ListAndWatch(pb.Empty())
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -77,6 +79,8 @@ class Stream:
                 )
         except grpc.RpcError as exc:
             self.answers.put(exc)
+        finally:
+            self.ended.set()
 
     def next(self, timeout: float = 5.0) -> list[Seen]:
         got = self.answers.get(timeout=timeout)
@@ -200,6 +204,14 @@ class FakeKubelet:
                 f"{len(self.requests)} registrations, wanted {count}"
             )
             return list(self.requests)
+
+    def wait_stream(self, resource: str, timeout: float = 30.0) -> Stream:
+        """The ListAndWatch stream of `resource` once it registered."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: resource in self.streams, timeout), (
+                f"{resource} never registered; registered: {sorted(self.streams)}"
+            )
+            return self.streams[resource]
 
     def stream(self, resource: str) -> Stream:
         with self._cond:

@@ -139,3 +139,43 @@ def test_dp_does_not_import_grpc(root: Path, tmp_path: Path) -> None:
         "assert not [m for m in sys.modules if m.split('.')[0] in ('grpc', 'pyroute2')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+CONFIG_YAML = """\
+# The same pools as CONFIG, in the YAML form: same keys, comments, ids unquoted.
+resourceList:
+  - resourceName: igbvf
+    selectors: {pfNames: ["enp59s0f0#0-1"]}   # a '#' after a space starts a comment
+  - resourceName: vfs
+    resourcePrefix: example.com
+    excludeTopology: true
+    selectors:
+      - devices: [10ca]
+"""
+
+
+def test_a_yaml_config_gives_the_same_pools_as_the_json(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    as_json = write(tmp_path / "config.json", CONFIG)
+    as_yaml = tmp_path / "pools.yaml"
+    as_yaml.write_text(CONFIG_YAML)
+    outs = []
+    for cfg in (as_json, as_yaml):
+        assert main(["--root", str(root), "dp", "pools", "--config", str(cfg), "--json"]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0] == outs[1]
+    assert [p["resource"] for p in outs[1]["pools"]] == ["intel.com/igbvf", "example.com/vfs"]
+    assert [len(p["devices"]) for p in outs[1]["pools"]] == [2, 2]
+
+
+def test_a_yaml_mistake_is_one_line_naming_the_entry_and_field(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "config.yml"
+    cfg.write_text("resourceList:\n  - resourceName: a\n    selectors: {vendors: [0x8086]}\n")
+    assert main(["--root", str(root), "dp", "pools", "--config", str(cfg)]) == 2
+    assert capsys.readouterr().err == (
+        "sriovkit: error: invalid resourceList[0] (a).selectors.vendors: '0x8086' is not a "
+        "4-digit hex id like '8086'\n"
+    )

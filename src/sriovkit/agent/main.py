@@ -69,12 +69,21 @@ def _device_plugin(setup: DevicePluginSetup) -> list[Service]:
     from sriovkit.deviceplugin.discovery import Discovery  # noqa: PLC0415
     from sriovkit.deviceplugin.server import Registration  # noqa: PLC0415
     from sriovkit.deviceplugin.service import DevicePluginService  # noqa: PLC0415
+    from sriovkit.host.filewatch import FileWatch  # noqa: PLC0415
     from sriovkit.wiring import open_netlink  # noqa: PLC0415
 
     netlink = open_netlink(setup.root)
     sources = _event_sources(setup.root)
+    config_poll = 1.0
     try:
-        discovery = Discovery(setup.root, setup.config, netlink, sources)
+        # Watched before the first read, so no edit falls between the two.
+        sources.append(FileWatch(setup.config))
+        config_poll = 10.0  # inotify wakes discovery; the poll is only a safety net
+    except OSError as exc:
+        log.warning("device plugin: cannot watch %s (%s): polling it every second",
+                    setup.config, exc)  # fmt: skip
+    try:
+        discovery = Discovery(setup.root, setup.config, netlink, sources, config_poll=config_poll)
     except BaseException:
         for source in sources:
             source.close()
@@ -90,6 +99,8 @@ def _device_plugin(setup: DevicePluginSetup) -> list[Service]:
         discovery.feeds, setup.kubelet_dir, devinfo_dir=under, cdi_dir=cdi,
         host_root=setup.root, registration=mode,
     )  # fmt: skip
+    # A config edit that adds or removes a resource starts or stops its gRPC server.
+    discovery.subscribe_resources(service.resources_changed)
     return [discovery, service]
 
 

@@ -35,7 +35,8 @@ def _socket_default() -> Path:
 @click.option(
     "--dp-config",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The device plugin's config.json [/etc/pcidp/config.json under --root].",
+    help="The device plugin's config: config.json, or its YAML form (.yaml/.yml) "
+    "[/etc/pcidp/config.json under --root]. Edits apply while the agent runs.",
 )
 @click.option(
     "--kubelet-dir",

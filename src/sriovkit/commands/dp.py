@@ -51,7 +51,8 @@ def _pool_lines(pool: Pool) -> list[str]:
 
 @click.group()
 def dp() -> None:
-    """The Kubernetes device plugin: pools from sriov-network-device-plugin's config.json."""
+    """The Kubernetes device plugin: pools from sriov-network-device-plugin's config.json (or
+    its YAML form)."""
 
 
 @dp.command()
@@ -59,7 +60,8 @@ def dp() -> None:
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help=f"The device plugin's config.json [default: /{DEFAULT_CONFIG} under --root].",
+    help="The device plugin's config: config.json, or its YAML form (.yaml/.yml) "
+    f"[default: /{DEFAULT_CONFIG} under --root].",
 )
 @click.option(
     "--resource-prefix",

@@ -29,9 +29,14 @@ Health (the issue's four cases), computed per device on each pass:
   in its pool as Unhealthy, and is Healthy again when it is rebound; if another pool selects it
   now (e.g. netdevice -> vfio-pci with a vfio pool), it moves there. A config change drops these.
 
-A config change (mtime/size/inode of the file, checked every `config_poll` s) re-reads it: the
-device lists of existing resources follow it; a resource added or removed needs a restart (the
-gRPC servers are fixed at start), which is logged; a removed resource advertises nothing.
+A config change re-reads the file. The agent passes a `host/filewatch.FileWatch` among the sources
+(inotify on the file's directories: in-place writes, renames, a ConfigMap's `..data` swap); its
+`config` events only wake the loop, and the file's inode/mtime/size, checked on every wake-up and
+every `config_poll` s (the safety net), decide. The device lists of existing resources follow it; a
+resource it adds gets a feed and one it removes has its feed emptied (kubelet's capacity drops at
+once) and dropped; `subscribe_resources` listeners (the gRPC service) start and stop their servers.
+A config that is refused (unreadable, or invalid: the error names the entry and field) is logged
+and the previous one keeps serving.
 """
 
 from __future__ import annotations
@@ -99,6 +104,12 @@ def _config_stamp(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+class ResourcesListener(Protocol):
+    """Told the feeds a config edit added and removed (`Discovery.subscribe_resources`)."""
+
+    def __call__(self, added: list[ResourceFeed], removed: list[ResourceFeed]) -> None: ...
+
+
 class Discovery:
     """The pools of `config_path` on the host at `root`, kept current (see the module doc).
 
@@ -141,6 +152,7 @@ class Discovery:
             for name in self._members
         ]
         self._by_name = {f.name: f for f in self.feeds}
+        self._resource_listeners: list[ResourcesListener] = []
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
@@ -149,19 +161,11 @@ class Discovery:
 
     def full_pass(self, *, config_changed: bool = False) -> list[str]:
         """Re-read the host (and the config when it changed) and push what changed."""
-        if config_changed:
-            config = read_config(self.config_path, self.prefix)
-            old, new = set(self._by_name), {r.full_name for r in config.resources}
-            if old != new:
-                log.warning(
-                    "device plugin: config %s adds %s and removes %s: restart the agent to "
-                    "serve a new resource", self.config_path,
-                    ", ".join(sorted(new - old)) or "nothing",
-                    ", ".join(sorted(old - new)) or "nothing",
-                )  # fmt: skip
-            self._config = config
+        reloaded = config_changed and self._reload_config()
         self._read_links()
-        self._repool(sticky=not config_changed)
+        self._repool(sticky=not reloaded)
+        if reloaded:
+            self._sync_resources()
         self.passes["full"] += 1
         return self._push()
 
@@ -233,6 +237,43 @@ class Discovery:
                          len(devices), sum(not d.healthy for d in devices))  # fmt: skip
         return changed
 
+    def _reload_config(self) -> bool:
+        """Re-read the config file; False, with the previous one kept, when it is refused."""
+        try:
+            self._config = read_config(self.config_path, self.prefix)
+        except SriovkitError as exc:  # the agent keeps serving: never stop it for an edit
+            log.error("device plugin: config %s refused, still serving the previous one: %s",
+                      self.config_path, exc)  # fmt: skip
+            return False
+        return True
+
+    def subscribe_resources(self, listener: ResourcesListener) -> None:
+        """Call `listener(added, removed)` (in discovery's thread) when a config edit adds or
+        removes resources; `feeds` is already the new list then."""
+        self._resource_listeners.append(listener)
+
+    def _sync_resources(self) -> None:
+        """Feeds for resources the config added, in config order; removed ones emptied first,
+        so every ListAndWatch stream of theirs tells kubelet the devices are gone."""
+        added = [
+            ResourceFeed(name, self._advertised(name), policy=pool_policy(name, self._config))
+            for name in self._members
+            if name not in self._by_name
+        ]
+        removed = [f for f in self.feeds if f.name not in self._members]
+        if not added and not removed:
+            return
+        for feed in removed:
+            feed.update([])
+        by_name = self._by_name | {f.name: f for f in added}
+        self.feeds = [by_name[name] for name in self._members]
+        self._by_name = {f.name: f for f in self.feeds}
+        log.info("device plugin: config %s adds %s and removes %s", self.config_path,
+                 ", ".join(f.name for f in added) or "nothing",
+                 ", ".join(f.name for f in removed) or "nothing")  # fmt: skip
+        for listener in list(self._resource_listeners):
+            listener(added, removed)
+
     # --- the service ------------------------------------------------------------------
 
     def start(self, on_exit: OnExit) -> None:
@@ -291,6 +332,8 @@ class Discovery:
             if events:  # let the burst finish: one pass for all of it
                 time.sleep(self.settle)
                 events.extend(self._wait(0))
+            # A `config` event (host/filewatch.py) only wakes the loop: the stamp decides.
+            events = [e for e in events if e.kind != "config"]
             stamp = _config_stamp(self.config_path)
             config_changed = stamp != self._stamp
             now = time.monotonic()

@@ -10,7 +10,7 @@ host, so it lives here, configured once by the service:
 `on_update()` is subscribed to every feed (`ResourceFeed.subscribe`): a device leaving the pool
 loses its device-info file and the CDI spec is rewritten, whoever changed the list. `start()`
 does the same once for the lists as they are at start, and removes CDI spec files of resources
-no longer served.
+no longer served; `retire()` does that when a config edit removes a resource.
 """
 
 from __future__ import annotations
@@ -78,6 +78,13 @@ class AllocateExtras:
             self.devinfo.sweep(resource)
         if self.cdi is not None:
             self.cdi.write(resource)
+
+    def retire(self, serving: Iterable[str]) -> None:
+        """Remove the CDI spec files of resources no longer in `serving` (a config edit removed
+        them; their device-info files went when their list was emptied)."""
+        if self.cdi is not None:
+            for name in self.cdi.sweep(serving):
+                log.info("device plugin: removed CDI spec %s", name)
 
     def start(self, resources: Iterable[Resource]) -> None:
         resources = list(resources)

@@ -16,6 +16,7 @@ from sriovkit.host.netfacts import NetFacts
 from sriovkit.host.pciids import PciIds
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.dp_config import DEFAULT_PREFIX, DpConfig, parse_config
+from sriovkit.model.dp_config_yaml import config_form
 from sriovkit.model.dp_pool import Pool
 from sriovkit.ops import discover
 from sriovkit.ops.discover import Inventory
@@ -69,6 +70,8 @@ def read_config(
 ) -> DpConfig:
     """The parsed config file, or NotFound / HostError / the parser's error naming the entry.
 
+    JSON or YAML by the file's name, else by its content (`dp_config_yaml.config_form`).
+
     `option` is the command-line option that names another file (said when there is none)."""
     try:
         text = config_path.read_bytes()
@@ -78,7 +81,8 @@ def read_config(
         ) from None
     except OSError as exc:
         raise HostError(f"cannot read device plugin config {config_path}: {exc.strerror}") from exc
-    return parse_config(text, default_prefix=prefix)
+    form = config_form(config_path.name, text)
+    return parse_config(text, default_prefix=prefix, form=form)
 
 
 def host_pools(root: Path, config: DpConfig) -> tuple[Inventory, list[Pool]]:

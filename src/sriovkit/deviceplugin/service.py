@@ -14,6 +14,11 @@ plugin waits for it. A registration that fails is retried shortly after, and log
 With `registration="watcher"` the sockets go in `plugins_registry/` instead, where kubelet's plugin
 watcher finds them (and finds them again after a restart: kubelet does not wipe that directory);
 the thread then only re-creates a socket that disappeared. See `server` for both modes.
+
+The set of resources can change while the agent runs (a config edit, `Discovery`):
+`resources_changed` hands the thread the added and removed feeds. A removed resource's server
+stops (its ListAndWatch streams end: kubelet sees the endpoint go) and its socket is removed; an
+added one gets a server, a socket and a Register like the ones served from the start.
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ class DevicePluginService:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: DirWatch | None = None
+        self._changes_lock = threading.Lock()
+        self._changes: list[tuple[list[ResourceFeed], list[ResourceFeed]]] = []
 
     def start(self, on_exit: OnExit) -> None:
         """Listen on every resource's socket (when kubelet's directory is there) and start the
@@ -143,8 +150,59 @@ class DevicePluginService:
     def _keep_registered(self) -> None:
         assert self._watch is not None
         while not self._stopping.is_set():
+            self._apply_changes()
             pending = self.reconcile()
             self._watch.wait(self.retry if pending else self.interval)
+
+    def resources_changed(
+        self, added: Sequence[ResourceFeed], removed: Sequence[ResourceFeed]
+    ) -> None:
+        """Serve `added` and stop serving `removed` (`Discovery.subscribe_resources`): done by
+        the registration thread, which this wakes, so the caller never waits for kubelet."""
+        with self._changes_lock:
+            self._changes.append((list(added), list(removed)))
+        watch = self._watch
+        if watch is not None:
+            watch.interrupt()
+
+    def _apply_changes(self) -> None:
+        with self._changes_lock:
+            changes, self._changes = self._changes, []
+        for added, removed in changes:
+            for feed in removed:
+                self._retire(feed.name)
+            for feed in added:
+                self._serve(feed)
+
+    def _retire(self, name: str) -> None:
+        server = next((s for s in self.servers if s.feed.name == name), None)
+        if server is None:
+            return
+        self.servers.remove(server)
+        self.feeds.remove(server.feed)
+        server.feed.unsubscribe(self.extras.on_update)
+        server.close(grace=0.5)
+        # Its CDI spec only now: until the server stopped, an Allocate could still name it.
+        self.extras.retire(f.name for f in self.feeds)
+        log.info("device plugin: %s: no longer in the config: stopped, %s removed", name,
+                 server.path)  # fmt: skip
+
+    def _serve(self, feed: ResourceFeed) -> None:
+        if any(s.feed.name == feed.name for s in self.servers):
+            return
+        try:
+            server = ResourceServer(
+                feed, self.plugin_dir, mode=self.registration, extras=self.extras
+            )
+        except ValueError as exc:  # a socket path too long for sun_path: the others serve on
+            log.error("device plugin: %s: cannot serve: %s", feed.name, exc)
+            return
+        self.feeds.append(feed)
+        self.servers.append(server)
+        feed.subscribe(self.extras.on_update)
+        self.extras.on_update(feed.current())
+        log.info("device plugin: %s: new in the config: serving it", feed.name)
+        # reconcile(), next, listens on its socket and registers it.
 
     def reconcile(self) -> bool:
         """One pass: re-create lost sockets, register where needed. True if something failed

@@ -3,8 +3,8 @@
 kubelet, when it (re)starts, deletes every socket in `device-plugins/` (ours too) and creates a
 new `kubelet.sock`; a plugin must then re-create its socket and register again, and until it does
 the node shows no capacity for its resources. sriov-network-device-plugin notices by polling;
-here the directory is watched with inotify (through ctypes: Linux's libc has the three calls, and
-no extra package is needed), so a change wakes the agent within milliseconds.
+here the directory is watched with inotify (`host/inotify.py`), so a change wakes the agent
+within milliseconds.
 
 `DirWatch.wait(timeout)` returns on a change in the directory, on `interrupt()`, or after
 `timeout`. The caller re-checks the directory's state each time it returns (the events themselves
@@ -16,28 +16,28 @@ system without inotify, where it degrades to a poll at that interval.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import select
 from pathlib import Path
 
+from sriovkit.host.inotify import (
+    IN_ATTRIB,
+    IN_CREATE,
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_MOVE_SELF,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    Inotify,
+)
+
 log = logging.getLogger("sriovkit.agent")
 
-_IN_CLOEXEC = os.O_CLOEXEC
-_IN_NONBLOCK = os.O_NONBLOCK
-# inotify(7): what changes a socket's presence or the directory's own.
-_IN_ATTRIB = 0x004
-_IN_MOVED_FROM = 0x040
-_IN_MOVED_TO = 0x080
-_IN_CREATE = 0x100
-_IN_DELETE = 0x200
-_IN_DELETE_SELF = 0x400
-_IN_MOVE_SELF = 0x800
+# What changes a socket's presence or the directory's own.
 _MASK = (
-    _IN_ATTRIB | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF
-    | _IN_MOVE_SELF
+    IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF
+    | IN_MOVE_SELF
 )
 
 
@@ -46,31 +46,24 @@ class DirWatch:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._libc: ctypes.CDLL | None = None
-        self._fd = -1
+        self._inotify: Inotify | None = None
         self._watched: tuple[int, int] | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        name = ctypes.util.find_library("c")
         try:
-            libc = ctypes.CDLL(name, use_errno=True)
-            fd = libc.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK)
-        except (OSError, AttributeError) as exc:
+            self._inotify = Inotify()
+        except OSError as exc:
             log.warning("device plugin: no inotify (%s): watching %s every few tenths", exc, path)
             return
-        if fd < 0:
-            log.warning("device plugin: inotify_init1 failed (errno %d)", ctypes.get_errno())
-            return
-        self._libc, self._fd = libc, fd
         self._arm()
 
     @property
     def uses_inotify(self) -> bool:
-        return self._fd >= 0
+        return self._inotify is not None
 
     def _arm(self) -> None:
         """Watch the directory if it is there and not already watched (a new directory at the
         same path is a new inode and needs a new watch)."""
-        if self._libc is None:
+        if self._inotify is None:
             return
         try:
             st = os.stat(self.path)
@@ -80,17 +73,19 @@ class DirWatch:
         ident = (st.st_dev, st.st_ino)
         if ident == self._watched:
             return
-        if self._libc.inotify_add_watch(self._fd, os.fsencode(self.path), _MASK) >= 0:
+        if self._inotify.add_watch(self.path, _MASK) is not None:
             self._watched = ident
 
     def wait(self, timeout: float) -> None:
         """Return on a change, an `interrupt()`, or after `timeout` seconds."""
         self._arm()
-        fds = [self._wake_r] + ([self._fd] if self._fd >= 0 else [])
+        fds = [self._wake_r] + ([self._inotify.fileno()] if self._inotify is not None else [])
         ready, _, _ = select.select(fds, [], [], timeout)
-        for fd in ready:  # drain: one wake-up per burst of events
+        if self._inotify is not None and self._inotify.fileno() in ready:
+            self._inotify.read()  # drain: one wake-up per burst of events
+        if self._wake_r in ready:
             with contextlib.suppress(BlockingIOError):
-                while os.read(fd, 65536):
+                while os.read(self._wake_r, 65536):
                     pass
 
     def interrupt(self) -> None:
@@ -98,7 +93,10 @@ class DirWatch:
             os.write(self._wake_w, b"x")
 
     def close(self) -> None:
-        for fd in (self._fd, self._wake_r, self._wake_w):
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
+        for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)
-        self._fd = self._wake_r = self._wake_w = -1
+        self._wake_r = self._wake_w = -1

@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-EventKind = Literal["link", "device", "rescan"]
+EventKind = Literal["link", "device", "rescan", "config"]
 
 NETLINK_ROUTE = 0
 NETLINK_KOBJECT_UEVENT = 15
@@ -48,7 +48,8 @@ _UEVENT_ACTIONS = frozenset({"add", "remove", "bind", "unbind", "move"})
 class Event:
     """One thing that changed: `link` (a netdev's state, `name` its name), `device` (a PCI
     device or netdev appeared, went or changed driver: `name` the PCI address or netdev when
-    known), or `rescan` (events were lost: look at everything)."""
+    known), `rescan` (events were lost: look at everything), or `config` (the config file's
+    directory changed: `host/filewatch.py`; compare the file before acting)."""
 
     kind: EventKind
     name: str | None = None

@@ -7,6 +7,7 @@ stray `"SelectorObj": null`). Where upstream silently accepts a mistake that the
 wrong devices (an unknown selector key, `"10CA"` that never matches, `"ens1f0#3-1"`, a selector
 of another device type), this parser refuses it with an `InvalidInput` naming the entry and the
 field: `invalid resourceList[1] (intel_sriov).selectors.pfNames: 'ens1f0#3-1' has an empty range`.
+The YAML form (`dp_config_yaml`) is the same document, validated here the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from sriovkit.errors import InvalidInput
+from sriovkit.model.dp_config_yaml import ConfigForm, load_yaml
+from sriovkit.model.dp_values import (
+    FunctionRange,
+    Where,
+    boolean,
+    canonical,
+    function_ranges,
+    hex_ids,
+    kind_of,
+    pci_list,
+    str_list,
+)
 from sriovkit.model.pci import PciAddress
 
 DEFAULT_PREFIX = "intel.com"
@@ -68,26 +81,6 @@ PREFERRED_ALLOCATIONS: tuple[PreferredAllocation, ...] = ("spread", "pack", "non
 _NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 _DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _PREFIX_RE = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
-_HEX4_RE = re.compile(r"[0-9a-fA-F]{4}")
-_DIGITS_RE = re.compile(r"[0-9]{1,5}")
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionRange:
-    """One `pfNames` / `rootDevices` item: a PF, and which of its functions (all when None)."""
-
-    pf: str
-    """A PF netdev name, or for `rootDevices` a PF PCI address in its canonical form."""
-    indexes: tuple[tuple[int, int], ...] | None = None
-    """Inclusive (first, last) VF index ranges from `#0,2-7`; None for every function."""
-
-    def selects(self, index: int | None) -> bool:
-        """True when a function with VF index `index` (None: not a VF) is in this item."""
-        if index is None:
-            return False
-        if self.indexes is None:
-            return True
-        return any(lo <= index <= hi for lo, hi in self.indexes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,125 +146,10 @@ class DpConfig:
     resources: tuple[ResourceConfig, ...]
 
 
-def _canonical(
-    obj: Mapping[str, Any], known: Mapping[str, str]
-) -> tuple[dict[str, Any], list[str]]:
-    """Keys mapped to their canonical spelling (Go's case-insensitive match); unknown keys.
-
-    An exact spelling wins over a case-folded one, as in encoding/json.
-    """
-    out: dict[str, Any] = {}
-    exact: set[str] = set()
-    unknown: list[str] = []
-    for key, value in obj.items():
-        canon = known.get(key.lower())
-        if canon is None:
-            unknown.append(key)
-        elif key == canon or canon not in exact:
-            out[canon] = value
-            if key == canon:
-                exact.add(canon)
-    return out, unknown
-
-
-class _Where:
-    """Builds the `resourceList[i] (name).field` part of an error."""
-
-    def __init__(self, index: int, name: str | None) -> None:
-        self.base = f"resourceList[{index}]" + (f" ({name})" if name else "")
-
-    def error(self, field: str, reason: str) -> InvalidInput:
-        return InvalidInput(f"{self.base}.{field}" if field else self.base, reason)
-
-
-def _str_list(where: _Where, field: str, value: Any) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise where.error(field, f"expected a list of strings, got {_kind(value)}")
-    for item in value:
-        if not isinstance(item, str) or not item:
-            raise where.error(field, f"expected non-empty strings, got {item!r}")
-    return tuple(value) or None
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else "a number"
-    )
-
-
-def _bool(where: _Where, field: str, value: Any) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise where.error(field, f"expected true or false, got {value!r}")
-    return value
-
-
-def _hex_ids(where: _Where, field: str, value: Any) -> tuple[str, ...] | None:
-    items = _str_list(where, field, value)
-    for item in items or ():
-        if not _HEX4_RE.fullmatch(item):
-            raise where.error(field, f"{item!r} is not a 4-digit hex id like '8086'")
-    return tuple(i.lower() for i in items) if items else None
-
-
-def _indexes(where: _Where, field: str, item: str, text: str) -> tuple[tuple[int, int], ...]:
-    """`0,2-7,9` -> ((0, 0), (2, 7), (9, 9))."""
-    out: list[tuple[int, int]] = []
-    for part in text.split(","):
-        lo_s, dash, hi_s = part.partition("-")
-        if not _DIGITS_RE.fullmatch(lo_s) or (dash and not _DIGITS_RE.fullmatch(hi_s)):
-            raise where.error(field, f"{item!r}: {part!r} is not a VF index or a range like '2-7'")
-        lo, hi = int(lo_s), int(hi_s) if dash else int(lo_s)
-        if hi < lo:
-            raise where.error(field, f"{item!r} has an empty range")
-        out.append((lo, hi))
-    return tuple(out)
-
-
-def _function_ranges(
-    where: _Where, field: str, value: Any, *, pci: bool
-) -> tuple[FunctionRange, ...] | None:
-    items = _str_list(where, field, value)
-    if not items:
-        return None
-    out = []
-    for item in items:
-        pf, hash_, rest = item.partition("#")
-        if "#" in rest:
-            raise where.error(field, f"{item!r} has more than one '#'")
-        if hash_ and not rest:
-            raise where.error(field, f"{item!r} has no VF indexes after '#'")
-        if pci:
-            addr = PciAddress.try_parse(pf)
-            if addr is None:
-                raise where.error(
-                    field, f"{item!r}: {pf!r} is not a PCI address like '0000:86:00.0'"
-                )
-            pf = str(addr)
-        elif not pf:
-            raise where.error(field, f"{item!r} has no PF name before '#'")
-        out.append(FunctionRange(pf, _indexes(where, field, item, rest) if hash_ else None))
-    return tuple(out)
-
-
-def _pci_list(where: _Where, field: str, value: Any) -> tuple[PciAddress, ...] | None:
-    items = _str_list(where, field, value)
-    out = []
-    for item in items or ():
-        addr = PciAddress.try_parse(item)
-        if addr is None:
-            raise where.error(field, f"{item!r} is not a PCI address like '0000:03:02.0'")
-        out.append(addr)
-    return tuple(out) or None
-
-
-def _selector(where: _Where, field: str, obj: Any, dtype: DeviceType) -> Selector:
+def _selector(where: Where, field: str, obj: Any, dtype: DeviceType) -> Selector:
     if not isinstance(obj, dict):
-        raise where.error(field, f"expected a selector object, got {_kind(obj)}")
-    raw, unknown = _canonical(obj, _ALL_SELECTOR_KEYS)
+        raise where.error(field, f"expected a selector object, got {kind_of(obj)}")
+    raw, unknown = canonical(obj, _ALL_SELECTOR_KEYS)
     if unknown:
         known = ", ".join(SELECTOR_KEYS[dtype])
         raise where.error(f"{field}.{unknown[0]}", f"unknown selector (known: {known})")
@@ -284,51 +162,51 @@ def _selector(where: _Where, field: str, obj: Any, dtype: DeviceType) -> Selecto
     if vdpa is not None and vdpa not in VDPA_TYPES:
         raise where.error(f + "vdpaType", f"{vdpa!r} is not one of {', '.join(VDPA_TYPES)}")
     sel = Selector(
-        vendors=_hex_ids(where, f + "vendors", raw.get("vendors")),
-        devices=_hex_ids(where, f + "devices", raw.get("devices")),
-        drivers=_str_list(where, f + "drivers", raw.get("drivers")),
-        pci_addresses=_pci_list(where, f + "pciAddresses", raw.get("pciAddresses")),
-        acpi_indexes=_str_list(where, f + "acpiIndexes", raw.get("acpiIndexes")),
-        pf_names=_function_ranges(where, f + "pfNames", raw.get("pfNames"), pci=False),
-        root_devices=_function_ranges(where, f + "rootDevices", raw.get("rootDevices"), pci=True),
-        link_types=_str_list(where, f + "linkTypes", raw.get("linkTypes")),
-        ddp_profiles=_str_list(where, f + "ddpProfiles", raw.get("ddpProfiles")),
-        pkeys=_str_list(where, f + "pKeys", raw.get("pKeys")),
-        aux_types=_str_list(where, f + "auxTypes", raw.get("auxTypes")),
+        vendors=hex_ids(where, f + "vendors", raw.get("vendors")),
+        devices=hex_ids(where, f + "devices", raw.get("devices")),
+        drivers=str_list(where, f + "drivers", raw.get("drivers")),
+        pci_addresses=pci_list(where, f + "pciAddresses", raw.get("pciAddresses")),
+        acpi_indexes=str_list(where, f + "acpiIndexes", raw.get("acpiIndexes")),
+        pf_names=function_ranges(where, f + "pfNames", raw.get("pfNames"), pci=False),
+        root_devices=function_ranges(where, f + "rootDevices", raw.get("rootDevices"), pci=True),
+        link_types=str_list(where, f + "linkTypes", raw.get("linkTypes")),
+        ddp_profiles=str_list(where, f + "ddpProfiles", raw.get("ddpProfiles")),
+        pkeys=str_list(where, f + "pKeys", raw.get("pKeys")),
+        aux_types=str_list(where, f + "auxTypes", raw.get("auxTypes")),
         vdpa_type=vdpa or None,
-        is_rdma=_bool(where, f + "isRdma", raw.get("isRdma")),
-        need_vhost_net=_bool(where, f + "needVhostNet", raw.get("needVhostNet")),
+        is_rdma=boolean(where, f + "isRdma", raw.get("isRdma")),
+        need_vhost_net=boolean(where, f + "needVhostNet", raw.get("needVhostNet")),
     )
     if sel.is_rdma and sel.vdpa_type:  # upstream's ValidConfig refuses the pair too
         raise where.error(f + "isRdma", "isRdma and vdpaType exclude each other")
     return sel
 
 
-def _selectors(where: _Where, value: Any, dtype: DeviceType) -> tuple[Selector, ...]:
+def _selectors(where: Where, value: Any, dtype: DeviceType) -> tuple[Selector, ...]:
     # Upstream dereferences a missing `selectors` and crashes; an empty list it refuses.
     if value is None:
         raise where.error("selectors", "required: an object or a list of objects")
     if isinstance(value, dict):
         return (_selector(where, "selectors", value, dtype),)
     if not isinstance(value, list):
-        raise where.error("selectors", f"expected an object or a list, got {_kind(value)}")
+        raise where.error("selectors", f"expected an object or a list, got {kind_of(value)}")
     if not value:
         raise where.error("selectors", "the list is empty: give at least one selector object")
     return tuple(_selector(where, f"selectors[{i}]", s, dtype) for i, s in enumerate(value))
 
 
-def _additional_info(where: _Where, value: Any) -> dict[str, dict[str, str]] | None:
+def _additional_info(where: Where, value: Any) -> dict[str, dict[str, str]] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise where.error("additionalInfo", f"expected an object, got {_kind(value)}")
+        raise where.error("additionalInfo", f"expected an object, got {kind_of(value)}")
     out: dict[str, dict[str, str]] = {}
     for key, info in value.items():
         field = f"additionalInfo.{key}"
         if key != "*" and PciAddress.try_parse(key) is None:
             raise where.error(field, "keys are '*' or a PCI address")
         if not isinstance(info, dict):
-            raise where.error(field, f"expected an object of strings, got {_kind(info)}")
+            raise where.error(field, f"expected an object of strings, got {kind_of(info)}")
         for k, v in info.items():
             if not isinstance(v, str):
                 raise where.error(f"{field}.{k}", f"expected a string, got {v!r}")
@@ -336,7 +214,7 @@ def _additional_info(where: _Where, value: Any) -> dict[str, dict[str, str]] | N
     return out
 
 
-def _preferred(where: _Where, value: Any) -> PreferredAllocation:
+def _preferred(where: Where, value: Any) -> PreferredAllocation:
     """The `preferredAllocation` key: absent or null is upstream's behaviour, `none`."""
     if value is None:
         return "none"
@@ -349,10 +227,10 @@ def _preferred(where: _Where, value: Any) -> PreferredAllocation:
 
 def _resource(index: int, obj: Any, default_prefix: str) -> ResourceConfig:
     if not isinstance(obj, dict):
-        raise _Where(index, None).error("", f"expected an object, got {_kind(obj)}")
-    raw, _ignored = _canonical(obj, _ENTRY_KEYS)  # unknown entry keys: ignored, as upstream
+        raise Where(index, None).error("", f"expected an object, got {kind_of(obj)}")
+    raw, _ignored = canonical(obj, _ENTRY_KEYS)  # unknown entry keys: ignored, as upstream
     name = raw.get("resourceName")
-    where = _Where(index, name if isinstance(name, str) and name else None)
+    where = Where(index, name if isinstance(name, str) and name else None)
     if not isinstance(name, str) or not name:
         raise where.error("resourceName", "required: a non-empty string")
     if not _NAME_RE.fullmatch(name):
@@ -375,7 +253,7 @@ def _resource(index: int, obj: Any, default_prefix: str) -> ResourceConfig:
         prefix=prefix,
         device_type=dtype,
         selectors=_selectors(where, raw.get("selectors"), dtype),
-        exclude_topology=_bool(where, "excludeTopology", raw.get("excludeTopology")),
+        exclude_topology=boolean(where, "excludeTopology", raw.get("excludeTopology")),
         additional_info=_additional_info(where, raw.get("additionalInfo")),
         preferred_allocation=_preferred(where, raw.get("preferredAllocation")),
     )
@@ -384,19 +262,19 @@ def _resource(index: int, obj: Any, default_prefix: str) -> ResourceConfig:
 def config_from_obj(doc: Any, *, default_prefix: str = DEFAULT_PREFIX) -> DpConfig:
     """Validate an already decoded document (`{"resourceList": [...]}`)."""
     if not isinstance(doc, dict):
-        raise InvalidInput("config", f"expected an object with resourceList, got {_kind(doc)}")
-    raw, _ignored = _canonical(doc, {"resourcelist": "resourceList"})
+        raise InvalidInput("config", f"expected an object with resourceList, got {kind_of(doc)}")
+    raw, _ignored = canonical(doc, {"resourcelist": "resourceList"})
     entries = raw.get("resourceList")
     if entries is None:  # Go leaves the list empty: no pools
         entries = []
     if not isinstance(entries, list):
-        raise InvalidInput("resourceList", f"expected a list, got {_kind(entries)}")
+        raise InvalidInput("resourceList", f"expected a list, got {kind_of(entries)}")
     resources = tuple(_resource(i, e, default_prefix) for i, e in enumerate(entries))
     seen: dict[str, int] = {}
     for i, res in enumerate(resources):
         # Unique per prefix, as upstream: acme.com/10G and example.com/10G may both exist.
         if res.full_name in seen:
-            raise _Where(i, res.resource_name).error(
+            raise Where(i, res.resource_name).error(
                 "resourceName",
                 f"{res.full_name} is already defined by resourceList[{seen[res.full_name]}]",
             )
@@ -404,15 +282,17 @@ def config_from_obj(doc: Any, *, default_prefix: str = DEFAULT_PREFIX) -> DpConf
     return DpConfig(resources)
 
 
-def parse_config(text: str | bytes, *, default_prefix: str = DEFAULT_PREFIX) -> DpConfig:
-    """Parse and validate `config.json` text.
-
-    Only JSON: PyYAML is not a dependency of sriovkit, so no YAML form is offered.
-    """
+def parse_config(
+    text: str | bytes, *, default_prefix: str = DEFAULT_PREFIX, form: ConfigForm = "json"
+) -> DpConfig:
+    """Parse and validate a config file's text: `config.json`, or with `form="yaml"` the same
+    document in YAML (`dp_config_yaml`: PyYAML is imported only then)."""
     try:
-        doc = json.loads(text)
+        doc = load_yaml(text) if form == "yaml" else json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput("config", f"not valid JSON: {exc}") from None
+    except RecursionError:  # both decoders recurse per level: "[[[[..." must not crash the agent
+        raise InvalidInput("config", "nested too deeply") from None
     return config_from_obj(doc, default_prefix=default_prefix)
 
 
