@@ -84,7 +84,7 @@ def test_the_simulated_kernel_publishes_its_changes(tmp_path: Path) -> None:
     try:
         SimSysfs(host).write("sys/bus/pci/drivers/igbvf/unbind", VF)
         FakeNetlink(host).set_carrier("enp59s0f0", False)
-        assert events.read() == [Event("device", VF), Event("link")]
+        assert events.read() == [Event("device", VF), Event("link", "enp59s0f0")]
     finally:
         events.close()
 
