@@ -52,7 +52,7 @@ from sriovkit.deviceplugin.model import Device, ResourceFeed
 from sriovkit.deviceplugin.pools import host_pools, pool_devices, pool_policy, read_config
 from sriovkit.errors import NotFound, SriovkitError
 from sriovkit.host.events import Event, EventSource
-from sriovkit.host.netlink import LinkInfo
+from sriovkit.host.netlink import LinkInfo, LinkState
 from sriovkit.model.dp_config import DEFAULT_PREFIX, DpConfig
 from sriovkit.model.pci import PciAddress
 
@@ -62,9 +62,10 @@ _NAMED_LINKS_MAX = 32
 
 
 class LinkReader(Protocol):
-    """What health needs of the netlink seam: every link of the host netns."""
+    """What health needs of the netlink seam: the state of every link of the host netns (one
+    dump without VF attributes), or of one link."""
 
-    def links(self) -> list[LinkInfo]: ...
+    def link_states(self) -> list[LinkState]: ...
 
     def link(self, name: str) -> LinkInfo: ...
 
@@ -80,7 +81,7 @@ class Member:
     """Kept only because its driver no longer matches the pool (always Unhealthy)."""
 
 
-def healthy(member: Member, links: dict[str, LinkInfo]) -> bool:
+def healthy(member: Member, links: dict[str, LinkState]) -> bool:
     """The health rules of the module docstring, for one device."""
     if member.stale:
         return False
@@ -131,7 +132,7 @@ class Discovery:
         self._sources = list(sources)
         self._stamp = _config_stamp(config_path)
         self._config: DpConfig = read_config(config_path, prefix)
-        self._links: dict[str, LinkInfo] = {}
+        self._links: dict[str, LinkState] = {}
         self._members: dict[str, list[Member]] = {}
         self.passes = {"full": 0, "links": 0}
         self._read_links()
@@ -176,7 +177,8 @@ class Discovery:
         else:
             for name in names:
                 try:
-                    self._links[name] = self._links_seam.link(name)
+                    info = self._links_seam.link(name)
+                    self._links[name] = LinkState(info.name, info.up, info.carrier)
                 except NotFound:
                     self._links.pop(name, None)
                 except SriovkitError as exc:
@@ -186,7 +188,7 @@ class Discovery:
 
     def _read_links(self) -> None:
         try:
-            self._links = {link.name: link for link in self._links_seam.links()}
+            self._links = {link.name: link for link in self._links_seam.link_states()}
         except SriovkitError as exc:  # keep the last known state; the next pass retries
             log.warning("device plugin: cannot read links: %s", exc)
 

@@ -48,6 +48,16 @@ class LinkInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkState:
+    """A link's admin state and carrier, as `Links.link` reports them: what the device
+    plugin's health needs of every link, read for thousands at once."""
+
+    name: str
+    up: bool
+    carrier: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Address:
     """One IP address on a link."""
 
@@ -113,6 +123,11 @@ class Links(Protocol):
 
     def links(self) -> list[LinkInfo]:
         """Every link in the namespace."""
+        ...
+
+    def link_states(self) -> list[LinkState]:
+        """Every link in the namespace, its admin state and carrier only: a dump without VF
+        attributes, and on a simulated host without reading every netdev attribute."""
         ...
 
     def link(self, name: str) -> LinkInfo:
@@ -279,6 +294,7 @@ __all__ = [
     "Bonds",
     "LinkChange",
     "LinkInfo",
+    "LinkState",
     "Links",
     "Netlink",
     "Route",

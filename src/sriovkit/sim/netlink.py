@@ -15,14 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from sriovkit.errors import NotFound, Timeout
-from sriovkit.host.netlink import LinkChange, LinkInfo
+from sriovkit.host.netlink import LinkChange, LinkInfo, LinkState
 from sriovkit.model.vf import normalize_mac
 from sriovkit.sim.events import publish as publish_event
 from sriovkit.sim.netlink_addrs import FakeAddresses
 from sriovkit.sim.netlink_bonds import FakeBonds
 from sriovkit.sim.netlink_seam import refused
 from sriovkit.sim.netlink_state import SimLink, World
-from sriovkit.sim.netlink_store import link_names, load_world, world_lock
+from sriovkit.sim.netlink_store import link_names, link_states, load_world, world_lock
 from sriovkit.sim.netlink_vfs import FakeVfAttrs
 
 # Paths that name the namespace a fake was created in (moving a link back "home").
@@ -128,6 +128,13 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses, FakeBonds):
         return self._run(
             lambda w: [self._info(lk) for lk in w.links.values() if lk.netns == self._netns]
         )
+
+    def link_states(self) -> list[LinkState]:
+        """Admin state and carrier of every link in this fake's namespace, as `link()` gives
+        them; on a tree, read from `flags` and `carrier` alone (`netlink_store.link_states`)."""
+        if self.root is None:
+            return [LinkState(lk.name, lk.up, lk.carrier) for lk in self.links()]
+        return [LinkState(n, up, carrier) for n, up, carrier in link_states(self.root, self._netns)]
 
     def link_names(self) -> list[str]:
         """Names of the links in this fake's namespace (cheaper than `links()` on a tree)."""

@@ -18,7 +18,16 @@ from typing import Any
 
 from sriovkit.model.vf import LinkState, VfInfo, VfStats, VlanProto
 from sriovkit.sim.netlink_bondstate import SimBond, port_from_json
-from sriovkit.sim.netlink_state import LOCK_FILE, STATE_FILE, SimLink, World, links_from_tree
+from sriovkit.sim.netlink_state import (
+    LOCK_FILE,
+    STATE_FILE,
+    SimLink,
+    World,
+    _in_root,
+    _int,
+    _read,
+    links_from_tree,
+)
 
 _TMP_FILE = ".sriovkit-sim/.netlink.json.tmp"
 
@@ -84,6 +93,46 @@ def link_names(root: Path, netns: str = "") -> list[str]:
         if where == netns:
             out.append(name)
     out.extend(b["link"]["name"] for b in bonds.values() if b["link"]["netns"] == netns)
+    return out
+
+
+def link_states(root: Path, netns: str = "") -> list[tuple[str, bool, bool]]:
+    """(name, up, carrier) of each link in `netns`, as `load_world` then the seam's `link()`
+    give them (carrier is reported only while up); reads only `carrier`,
+    and `flags` of a netdev whose admin state netlink never set: the device plugin's health
+    pass over 4,096 VF netdevs, without reading every other attribute of each."""
+    top = str(root).rstrip("/")
+    base = f"{top}/sys/class/net"
+    try:
+        keys = sorted(os.listdir(base))
+    except OSError:
+        keys = []
+    saved = _saved(root)
+    changed: dict[str, Any] = saved.get("links", {})
+    bonds: dict[str, Any] = saved.get("bonds", {})
+    out = []
+    for key in keys:
+        if key == "bonding_masters" or key in bonds:
+            continue
+        over = changed.get(key)
+        name, where = (over["name"], over["netns"]) if over else (key, "")
+        if where != netns:
+            continue
+        netdev = _in_root(top, f"{base}/{key}")
+        carrier = _read(f"{netdev}/carrier", "0") == "1"
+        if over:
+            up = bool(over["up"])
+        else:  # as `links_from_tree` reads it
+            flags = _read(f"{netdev}/flags")
+            up = bool(_int(flags, 0) & 1) if flags else (
+                _read(f"{netdev}/operstate", "unknown") == "up" or carrier
+            )  # fmt: skip
+        out.append((name, up, carrier and up))
+    for data in bonds.values():
+        over = data["link"]
+        if over["netns"] == netns:
+            up = bool(over["up"])
+            out.append((over["name"], up, up and bool(over.get("carrier", False))))
     return out
 
 
@@ -211,6 +260,7 @@ def save_world(root: Path, world: World) -> None:
 
 __all__ = [
     "link_names",
+    "link_states",
     "load_world",
     "save_world",
     "vf_from_json",

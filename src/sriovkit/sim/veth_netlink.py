@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sriovkit.errors import NotFound
-from sriovkit.host.netlink import Address, LinkChange, LinkInfo, Netlink, Route
+from sriovkit.host.netlink import Address, LinkChange, LinkInfo, LinkState, Netlink, Route
 from sriovkit.model.bond import BondMode, BondOptions, PortOptions
 from sriovkit.model.bond_state import BondState
 from sriovkit.model.vf import VfInfo, VfSettings
@@ -60,6 +60,11 @@ class SplitNetlink:
         """The kernel's links in this netns plus the tree-only netdevs (PFs)."""
         fake = [lk for lk in self.pf_side.links() if lk.name in self.tree_links]
         return self.kernel.links() + fake
+
+    def link_states(self) -> list[LinkState]:
+        """The kernel's link states in this netns plus the tree-only netdevs' (PFs)."""
+        fake = [s for s in self.pf_side.link_states() if s.name in self.tree_links]
+        return self.kernel.link_states() + fake
 
     def link(self, name: str) -> LinkInfo:
         """One link, from whichever side holds it."""
