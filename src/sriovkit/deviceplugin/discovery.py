@@ -43,16 +43,18 @@ import select
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from sriovkit.agent.supervisor import OnExit
+from sriovkit.deviceplugin.members import Member, healthy, members_of, merge
 from sriovkit.deviceplugin.model import Device, ResourceFeed
-from sriovkit.deviceplugin.pools import host_pools, pool_devices, pool_policy, read_config
+from sriovkit.deviceplugin.pools import host_pools, pool_policy, read_config
 from sriovkit.errors import NotFound, SriovkitError
 from sriovkit.host.events import Event, EventSource
 from sriovkit.host.netlink import LinkInfo, LinkState
+from sriovkit.host.sysfs import SysfsReader
 from sriovkit.model.dp_config import DEFAULT_PREFIX, DpConfig
 from sriovkit.model.pci import PciAddress
 
@@ -68,28 +70,6 @@ class LinkReader(Protocol):
     def link_states(self) -> list[LinkState]: ...
 
     def link(self, name: str) -> LinkInfo: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """A device in a pool, with what its health depends on."""
-
-    device: Device
-    """As advertised when healthy."""
-    netdev: str | None
-    stale: bool = False
-    """Kept only because its driver no longer matches the pool (always Unhealthy)."""
-
-
-def healthy(member: Member, links: dict[str, LinkState]) -> bool:
-    """The health rules of the module docstring, for one device."""
-    if member.stale:
-        return False
-    for name in (member.device.pf, member.netdev):
-        link = links.get(name) if name else None
-        if link is not None and link.up and not link.carrier:
-            return False
-    return True
 
 
 def _config_stamp(path: Path) -> tuple[int, int, int] | None:
@@ -134,7 +114,10 @@ class Discovery:
         self._config: DpConfig = read_config(config_path, prefix)
         self._links: dict[str, LinkState] = {}
         self._members: dict[str, list[Member]] = {}
-        self.passes = {"full": 0, "links": 0}
+        self._sysfs = SysfsReader(root)
+        self._family: dict[PciAddress, PciAddress] = {}  # each function -> its PF (or itself)
+        self._owner: dict[str, PciAddress] = {}  # each netdev -> its function
+        self.passes = {"full": 0, "family": 0, "links": 0}
         self._read_links()
         self._repool(sticky=False)
         self.feeds = [
@@ -166,6 +149,40 @@ class Discovery:
         self.passes["full"] += 1
         return self._push()
 
+    def family_pass(self, families: set[PciAddress]) -> list[str]:
+        """Re-read the functions of `families` (PFs with their VFs, or functions of their own)
+        and the link states, and push what changed: the other functions keep their members,
+        which is what a full pass would find (see `members.py`)."""
+        self._read_links()
+        self._repool(sticky=True, families=families)
+        self.passes["family"] += 1
+        return self._push()
+
+    def families(self, events: Sequence[Event]) -> set[PciAddress] | None:
+        """The families the device events of a burst name, or None when one names nothing or
+        a function or netdev this pass cannot place (then the whole host is read)."""
+        out: set[PciAddress] = set()
+        for event in events:
+            if event.kind == "link":
+                continue
+            if event.kind != "device" or not event.name:
+                return None
+            addr = PciAddress.try_parse(event.name)
+            if addr is None:  # a netdev: its function, as last seen or as sysfs says now
+                addr = self._owner.get(event.name) or self._sysfs.netdev_pci(event.name)
+                if addr is None:
+                    return None
+            family = self._family.get(addr)
+            if family is None:  # new since the last pass: a VF just created, a hot-plug
+                physfn = self._sysfs.link_base(addr, "physfn")
+                family = PciAddress.try_parse(physfn) if physfn else None
+                if family is None and self._sysfs.exists(addr):
+                    family = addr
+                if family is None:
+                    return None
+            out.add(family)
+        return out
+
     def links_pass(self, names: set[str] | None = None) -> list[str]:
         """Re-read link state only (of `names`, else all) and push health changes.
 
@@ -192,24 +209,22 @@ class Discovery:
         except SriovkitError as exc:  # keep the last known state; the next pass retries
             log.warning("device plugin: cannot read links: %s", exc)
 
-    def _repool(self, *, sticky: bool) -> None:
-        inventory, found = host_pools(self.root, self._config)
-        by_pci = {d.pci: d for pool in found for d in pool.devices}
-        members: dict[str, list[Member]] = {}
-        for pool in found:
-            members[pool.full_name] = [
-                Member(dev, by_pci[PciAddress.parse(dev.id)].netdev)
-                for dev in pool_devices(pool, self._config)
-            ]
-        if sticky:
-            for name, old in self._members.items():
-                listed = {m.device.id for m in members.get(name, [])}
-                for m in old:
-                    addr = PciAddress.parse(m.device.id)
-                    if m.device.id in listed or addr in by_pci or inventory.get(addr) is None:
-                        continue  # still here, moved to another pool, or gone from the host
-                    members.setdefault(name, []).append(replace(m, stale=True))
-        self._members = members
+    def _repool(self, *, sticky: bool, families: set[PciAddress] | None = None) -> None:
+        inventory, found = host_pools(self.root, self._config, families)
+        present = {str(d.address) for d in inventory.devices}
+        self._members = merge(
+            self._members, members_of(found, self._config), present, families, sticky=sticky
+        )
+        if families is None:
+            self._family, self._owner = {}, {}
+        else:
+            gone = {a for a, f in self._family.items() if f in families}
+            self._family = {a: f for a, f in self._family.items() if a not in gone}
+            self._owner = {n: a for n, a in self._owner.items() if a not in gone}
+        for dev in inventory.devices:
+            self._family[dev.address] = dev.physfn or dev.address
+            for netdev in dev.netdevs:
+                self._owner[netdev] = dev.address
 
     def _advertised(self, name: str) -> list[Device]:
         out = []
@@ -298,14 +313,16 @@ class Discovery:
             now = time.monotonic()
             full = (
                 config_changed or now >= next_rescan or (retry_at is not None and now >= retry_at)
-                or any(e.kind != "link" for e in events)
             )  # fmt: skip
             if not full and not events:
                 continue
             try:
-                if full:
+                families = None if full else self.families(events)
+                if full or families is None:
                     self.full_pass(config_changed=config_changed)
                     next_rescan = time.monotonic() + self.rescan_interval
+                elif families:
+                    self.family_pass(families)
                 else:
                     named = {e.name for e in events}
                     self.links_pass(None if None in named else {n for n in named if n})

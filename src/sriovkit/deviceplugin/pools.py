@@ -8,6 +8,7 @@ the host or the config changes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from sriovkit.deviceplugin.model import Device, Policy, ResourceFeed
@@ -17,6 +18,7 @@ from sriovkit.host.pciids import PciIds
 from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.dp_config import DEFAULT_PREFIX, DpConfig, parse_config
 from sriovkit.model.dp_pool import Pool
+from sriovkit.model.pci import PciAddress
 from sriovkit.ops import discover
 from sriovkit.ops.discover import Inventory
 from sriovkit.ops.dp_pools import pools as find_pools
@@ -81,10 +83,14 @@ def read_config(
     return parse_config(text, default_prefix=prefix)
 
 
-def host_pools(root: Path, config: DpConfig) -> tuple[Inventory, list[Pool]]:
-    """Discover the host at `root` and evaluate the pools of `config` on it."""
+def host_pools(
+    root: Path, config: DpConfig, only: Collection[PciAddress] | None = None
+) -> tuple[Inventory, list[Pool]]:
+    """Discover the host at `root` and evaluate the pools of `config` on it; with `only`, on
+    those functions and the VFs of the PFs among them (every pool rule is decided per function,
+    from it, its PF and host-wide facts: see `deviceplugin/members.py`)."""
     facts = NetFacts(root)
-    inventory = discover.collect(Sysfs(root), PciIds())
+    inventory = discover.collect(Sysfs(root), PciIds(), only)
     found = find_pools(
         inventory,
         config,
