@@ -5,8 +5,9 @@
 Builds (or reuses, with `--host`) a simulated host of eight E810 PFs with 256 VFs each, then
 prints:
   - in process: `Discovery` construction (config, inventory, pools, link states: what stands
-    between agent start and a complete first answer), a full pass, a links-only pass (a dump)
-    and a pass for one named link (what a carrier event costs); medians;
+    between agent start and a complete first answer), a full pass, a pass over one PF's family
+    (what a device event on it costs), a links-only pass (a dump) and a pass for one named link
+    (what a carrier event costs); medians;
   - the real agent process against the test kubelet (`tests/unit/fake_kubelet.py`): time from
     exec to the first ListAndWatch answer;
   - a PF's carrier flipped through the simulated netlink, `--rounds` times: latency from the
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
 from fake_kubelet import FakeKubelet, Seen, Stream, short_root
 
 from sriovkit.deviceplugin.discovery import Discovery
+from sriovkit.host.events import Event
 from sriovkit.sim import create_host
 from sriovkit.sim.netlink import FakeNetlink
 
@@ -96,9 +98,12 @@ def _in_process(host: Path, config: Path) -> None:
     full = _median(discovery.full_pass)
     links = _median(discovery.links_pass)
     named = _median(lambda: discovery.links_pass({"enp134s0f0"}))
+    pf = discovery.families([Event("device", "enp134s0f0")]) or set()
+    family = _median(lambda: discovery.family_pass(pf))
     print(
         f"{count} devices; Discovery built in {_ms(built)}; full pass median {_ms(full)}; "
-        f"links-only pass (dump) median {_ms(links)}; one named link median {_ms(named)}"
+        f"one PF's family (257 functions) median {_ms(family)}; links-only pass (dump) "
+        f"median {_ms(links)}; one named link median {_ms(named)}"
     )
 
 

@@ -343,6 +343,9 @@ def test_link_states_and_one_link_reads_match_the_whole_world(tmp_path: Path) ->
     pod.touch()
     nl.move_link(vf_netdevs[1], pod, LinkChange(new_name="net1"))
     assert _states(nl) == whole()
+    some = {"uplink0", vf_netdevs[0], other, vf_netdevs[1], "nothing0"}
+    named = {s.name: (s.up, s.carrier) for s in nl.link_states(some)}
+    assert named == {k: v for k, v in whole().items() if k in some}
     assert _states(nl.in_netns(pod)) == {"net1": (False, False)}
     for link in nl.links():
         assert nl.link(link.name) == link

@@ -6,12 +6,18 @@ as its own agent service: one thread waits with select() on the host's event sou
 (`host/events.py` on a real host, `sim/events.py` on a simulated one) and on a wake pipe, and
 after each burst of events (settled for `settle` seconds, so 256 VFs appearing cost one pass):
 
-- only link events: re-read the named links (one RTM_GETLINK each; a dump when an event names
-  none, as the simulated kernel's do, or for a burst) and recompute health of the devices
-  already in the pools; no PCI re-read (the common case: carrier flaps, CNI moves);
-- a device event (VF created or removed, driver bound or unbound, netdev added), a lost-events
-  `rescan`, a changed config file, or the safety-net timer (`rescan`, 30 s): re-evaluate the
-  pools on a fresh inventory (~0.2 s on a 4096-VF simulated host) and the links.
+- only link events: re-read the state (admin up, carrier) of the named links (one RTM_GETLINK
+  each, or one dump for hundreds; the simulated kernel names them too; a dump when an event
+  names none) and recompute health of the devices already in the pools; no PCI re-read (the
+  common case: carrier flaps, CNI moves);
+- device events (VF created or removed, driver bound or unbound, netdev added, moved or
+  renamed) that each name a PCI function or netdev this can place: re-read only the *families*
+  they touch, a PF with its VFs or a function of its own (`members.py` says why the rest stays
+  as a whole-host pass would find it), and the links of their members: a change on one PF does
+  not re-read the other 3,840 VFs of a 4,096-VF host;
+- a device event naming nothing or something unknown, a lost-events `rescan`, a changed config
+  file, or the safety-net timer (`rescan`, 30 s): re-evaluate the pools on a fresh inventory of
+  the whole host and dump every link's state (`benchmarks/deviceplugin.py` has the costs).
 
 A feed is updated only when its device list or a device's health differs from what it holds:
 `ResourceFeed.update` wakes every ListAndWatch stream, and an unchanged list must not be sent.
@@ -42,7 +48,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -51,7 +57,7 @@ from sriovkit.agent.supervisor import OnExit
 from sriovkit.deviceplugin.members import Member, healthy, members_of, merge
 from sriovkit.deviceplugin.model import Device, ResourceFeed
 from sriovkit.deviceplugin.pools import host_pools, pool_policy, read_config
-from sriovkit.errors import NotFound, SriovkitError
+from sriovkit.errors import SriovkitError
 from sriovkit.host.events import Event, EventSource
 from sriovkit.host.netlink import LinkInfo, LinkState
 from sriovkit.host.sysfs import SysfsReader
@@ -60,14 +66,11 @@ from sriovkit.model.pci import PciAddress
 
 log = logging.getLogger("sriovkit.agent")
 
-_NAMED_LINKS_MAX = 32
-
-
 class LinkReader(Protocol):
     """What health needs of the netlink seam: the state of every link of the host netns (one
     dump without VF attributes), or of one link."""
 
-    def link_states(self) -> list[LinkState]: ...
+    def link_states(self, names: Collection[str] | None = None) -> list[LinkState]: ...
 
     def link(self, name: str) -> LinkInfo: ...
 
@@ -149,12 +152,20 @@ class Discovery:
         self.passes["full"] += 1
         return self._push()
 
-    def family_pass(self, families: set[PciAddress]) -> list[str]:
+    def family_pass(
+        self, families: set[PciAddress], names: Collection[str] | None = ()
+    ) -> list[str]:
         """Re-read the functions of `families` (PFs with their VFs, or functions of their own)
-        and the link states, and push what changed: the other functions keep their members,
-        which is what a full pass would find (see `members.py`)."""
-        self._read_links()
+        and their links' states, and push what changed: the other functions keep their members,
+        which is what a full pass would find (see `members.py`). `names`: links that link
+        events of the same burst named, read too (None: every link)."""
         self._repool(sticky=True, families=families)
+        wanted = set(names or ())
+        for members in self._members.values():
+            for m in members:
+                if m.family in families:
+                    wanted.update(n for n in (m.netdev, m.device.pf) if n)
+        self._read_links(None if names is None else wanted)
         self.passes["family"] += 1
         return self._push()
 
@@ -183,31 +194,28 @@ class Discovery:
             out.add(family)
         return out
 
-    def links_pass(self, names: set[str] | None = None) -> list[str]:
+    def links_pass(self, names: Collection[str] | None = None) -> list[str]:
         """Re-read link state only (of `names`, else all) and push health changes.
 
         rtnetlink names the netdev in each event, so a carrier flap costs one RTM_GETLINK, not
-        a dump of every link on the host; a burst of many, or an unnamed one, takes the dump.
+        a dump of every link on the host; an unnamed one takes the dump.
         """
-        if names is None or len(names) > _NAMED_LINKS_MAX:
-            self._read_links()
-        else:
-            for name in names:
-                try:
-                    info = self._links_seam.link(name)
-                    self._links[name] = LinkState(info.name, info.up, info.carrier)
-                except NotFound:
-                    self._links.pop(name, None)
-                except SriovkitError as exc:
-                    log.warning("device plugin: cannot read link %s: %s", name, exc)
+        self._read_links(names)
         self.passes["links"] += 1
         return self._push()
 
-    def _read_links(self) -> None:
+    def _read_links(self, names: Collection[str] | None = None) -> None:
         try:
-            self._links = {link.name: link for link in self._links_seam.link_states()}
+            states = self._links_seam.link_states(names)
         except SriovkitError as exc:  # keep the last known state; the next pass retries
             log.warning("device plugin: cannot read links: %s", exc)
+            return
+        if names is None:
+            self._links = {link.name: link for link in states}
+            return
+        for name in names:  # one that is not found any more is gone (or left the netns)
+            self._links.pop(name, None)
+        self._links.update((link.name, link) for link in states)
 
     def _repool(self, *, sticky: bool, families: set[PciAddress] | None = None) -> None:
         inventory, found = host_pools(self.root, self._config, families)
@@ -318,14 +326,15 @@ class Discovery:
                 continue
             try:
                 families = None if full else self.families(events)
+                linked = {e.name for e in events if e.kind == "link"}
+                named = None if None in linked else {n for n in linked if n}
                 if full or families is None:
                     self.full_pass(config_changed=config_changed)
                     next_rescan = time.monotonic() + self.rescan_interval
                 elif families:
-                    self.family_pass(families)
+                    self.family_pass(families, named)
                 else:
-                    named = {e.name for e in events}
-                    self.links_pass(None if None in named else {n for n in named if n})
+                    self.links_pass(named)
                 retry_at = None
             except (SriovkitError, OSError) as exc:  # a device vanished mid-read, a bad edit
                 log.warning("device plugin: re-discovery failed, retrying: %s", exc)

@@ -16,6 +16,7 @@ attributes). Every implementation raises only sriovkit errors: `NotFound` for a 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
@@ -125,9 +126,10 @@ class Links(Protocol):
         """Every link in the namespace."""
         ...
 
-    def link_states(self) -> list[LinkState]:
-        """Every link in the namespace, its admin state and carrier only: a dump without VF
-        attributes, and on a simulated host without reading every netdev attribute."""
+    def link_states(self, names: Collection[str] | None = None) -> list[LinkState]:
+        """Every link in the namespace (or the links called `names`; a missing one is left
+        out), its admin state and carrier only: no VF attributes, and on a simulated host no
+        netdev attribute beyond those two."""
         ...
 
     def link(self, name: str) -> LinkInfo:

@@ -11,6 +11,7 @@ bound to a simulated host (`FakeNetlink(root)`).
 from __future__ import annotations
 
 import errno
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,12 +130,15 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses, FakeBonds):
             lambda w: [self._info(lk) for lk in w.links.values() if lk.netns == self._netns]
         )
 
-    def link_states(self) -> list[LinkState]:
-        """Admin state and carrier of every link in this fake's namespace, as `link()` gives
-        them; on a tree, read from `flags` and `carrier` alone (`netlink_store.link_states`)."""
+    def link_states(self, names: Collection[str] | None = None) -> list[LinkState]:
+        """Admin state and carrier of every link in this fake's namespace (or of those called
+        `names`), as `link()` gives them; on a tree, read from `flags` and `carrier` alone
+        (`netlink_store.link_states`)."""
         if self.root is None:
-            return [LinkState(lk.name, lk.up, lk.carrier) for lk in self.links()]
-        return [LinkState(n, up, carrier) for n, up, carrier in link_states(self.root, self._netns)]
+            found = [LinkState(lk.name, lk.up, lk.carrier) for lk in self.links()]
+            return found if names is None else [s for s in found if s.name in names]
+        states = link_states(self.root, self._netns, names)
+        return [LinkState(n, up, carrier) for n, up, carrier in states]
 
     def link_names(self) -> list[str]:
         """Names of the links in this fake's namespace (cheaper than `links()` on a tree)."""

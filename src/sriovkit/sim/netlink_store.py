@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Collection, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -74,6 +75,48 @@ def _saved(root: Path) -> dict[str, Any]:
     return saved
 
 
+_shared_lock = threading.Lock()
+_shared: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+_SHARED_MAX = 8
+
+
+def _saved_shared(root: Path) -> dict[str, Any]:
+    """The state file as `_saved` parses it, parsed once per version of the file and shared
+    by the reads that only look at it (`link_names`, `link_states`): they must not change it.
+
+    The version is the open file's inode, mtime and size: a save is a rename of a new file
+    over the old one, so a file never changes under the same inode, and a reader never mixes
+    one version's stat with another's content. A health read of 4,096 links then costs no
+    parse of the whole state file while netlink changed nothing.
+    """
+    path = str(Path(root) / STATE_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        version = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with _shared_lock:
+            hit = _shared.get(path)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            try:
+                saved: dict[str, Any] = json.loads(fh.read())
+            except ValueError:
+                saved = {}
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
+    with _shared_lock:
+        if len(_shared) >= _SHARED_MAX:
+            _shared.clear()
+        _shared[path] = (version, saved)
+    return saved
+
+
 def link_names(root: Path, netns: str = "") -> list[str]:
     """Names of the tree's netdevs in `netns` ("" is the host's), after netlink's renames and
     moves: what `load_world` would give, from one listing and the state file, without reading
@@ -82,9 +125,10 @@ def link_names(root: Path, netns: str = "") -> list[str]:
         keys = os.listdir(f"{str(root).rstrip('/')}/sys/class/net")
     except OSError:
         keys = []
-    changed = _saved(root).get("links", {})
+    saved = _saved_shared(root)
+    changed = saved.get("links", {})
     out = []
-    bonds = _saved(root).get("bonds", {})
+    bonds = saved.get("bonds", {})
     for key in sorted(keys):
         if key == "bonding_masters" or key in bonds:
             continue
@@ -96,18 +140,20 @@ def link_names(root: Path, netns: str = "") -> list[str]:
     return out
 
 
-def link_states(root: Path, netns: str = "") -> list[tuple[str, bool, bool]]:
-    """(name, up, carrier) of each link in `netns`, as `load_world` then the seam's `link()`
-    give them (carrier is reported only while up); reads only `carrier`,
-    and `flags` of a netdev whose admin state netlink never set: the device plugin's health
-    pass over 4,096 VF netdevs, without reading every other attribute of each."""
+def link_states(
+    root: Path, netns: str = "", names: Collection[str] | None = None
+) -> list[tuple[str, bool, bool]]:
+    """(name, up, carrier) of each link in `netns` (of those called `names`), as `load_world`
+    then the seam's `link()` give them (carrier is reported only while up); reads only
+    `carrier`, and `flags` of a netdev whose admin state netlink never set: the device plugin's
+    health pass over 4,096 VF netdevs, without reading every other attribute of each."""
     top = str(root).rstrip("/")
     base = f"{top}/sys/class/net"
     try:
         keys = sorted(os.listdir(base))
     except OSError:
         keys = []
-    saved = _saved(root)
+    saved = _saved_shared(root)
     changed: dict[str, Any] = saved.get("links", {})
     bonds: dict[str, Any] = saved.get("bonds", {})
     out = []
@@ -116,7 +162,7 @@ def link_states(root: Path, netns: str = "") -> list[tuple[str, bool, bool]]:
             continue
         over = changed.get(key)
         name, where = (over["name"], over["netns"]) if over else (key, "")
-        if where != netns:
+        if where != netns or (names is not None and name not in names):
             continue
         netdev = _in_root(top, f"{base}/{key}")
         carrier = _read(f"{netdev}/carrier", "0") == "1"
@@ -130,7 +176,7 @@ def link_states(root: Path, netns: str = "") -> list[tuple[str, bool, bool]]:
         out.append((name, up, carrier and up))
     for data in bonds.values():
         over = data["link"]
-        if over["netns"] == netns:
+        if over["netns"] == netns and (names is None or over["name"] in names):
             up = bool(over["up"])
             out.append((over["name"], up, up and bool(over.get("carrier", False))))
     return out
