@@ -218,7 +218,7 @@ class Discovery:
         self._links.update((link.name, link) for link in states)
 
     def _repool(self, *, sticky: bool, families: set[PciAddress] | None = None) -> None:
-        inventory, found = host_pools(self.root, self._config, families)
+        inventory, found = host_pools(self.root, self._config, families, details=False)
         present = {str(d.address) for d in inventory.devices}
         self._members = merge(
             self._members, members_of(found, self._config), present, families, sticky=sticky

@@ -84,11 +84,16 @@ def read_config(
 
 
 def host_pools(
-    root: Path, config: DpConfig, only: Collection[PciAddress] | None = None
+    root: Path,
+    config: DpConfig,
+    only: Collection[PciAddress] | None = None,
+    *,
+    details: bool = True,
 ) -> tuple[Inventory, list[Pool]]:
     """Discover the host at `root` and evaluate the pools of `config` on it; with `only`, on
     those functions and the VFs of the PFs among them (every pool rule is decided per function,
-    from it, its PF and host-wide facts: see `deviceplugin/members.py`)."""
+    from it, its PF and host-wide facts: see `deviceplugin/members.py`). `details`: see
+    `ops.dp_pools.pools` (the agent advertises no link type or RDMA flag)."""
     facts = NetFacts(root)
     inventory = discover.collect(Sysfs(root), PciIds(), only)
     found = find_pools(
@@ -97,6 +102,7 @@ def host_pools(
         facts=facts,
         bond_ports=facts.bond_ports(),
         default_route=facts.default_route_links(),
+        details=details,
     )
     return inventory, found
 
