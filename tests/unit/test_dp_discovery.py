@@ -150,9 +150,11 @@ def test_a_change_on_one_pf_rereads_that_family_and_finds_what_a_full_pass_finds
         assert both() == {pf0}
         assert len(part.feeds[0].current().devices) == 4
         assert part.passes["full"] == 0 and part.passes["family"] == 4
-        # A netdev named by its event is placed by its function; one nobody knows is not.
+        # A netdev named by its event is placed by its function; one of no PCI function (a
+        # pod's veth) changes no pool; an event naming nothing reads the whole host.
         assert part.families([Event("device", "enp59s0f1v1")]) == {pf1}
-        assert part.families([Event("device", "veth0")]) is None
+        assert part.families([Event("device", "veth0"), Event("link", "veth0")]) == set()
         assert part.families([Event("device", None)]) is None
+        assert part.families([Event("device", "0000:3b:1f.7")]) is None  # not on this host
     finally:
         events.close()

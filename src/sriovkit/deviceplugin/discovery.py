@@ -171,7 +171,12 @@ class Discovery:
 
     def families(self, events: Sequence[Event]) -> set[PciAddress] | None:
         """The families the device events of a burst name, or None when one names nothing or
-        a function or netdev this pass cannot place (then the whole host is read)."""
+        a PCI function this pass cannot place (then the whole host is read).
+
+        A netdev that is no PCI function's, now (sysfs) or at the last pass, is skipped: a
+        pod's veth, a bond or a VLAN coming or going changes no function (a PCI netdev comes
+        and goes with its driver's bind and unbind, whose events name the function).
+        """
         out: set[PciAddress] = set()
         for event in events:
             if event.kind == "link":
@@ -182,7 +187,7 @@ class Discovery:
             if addr is None:  # a netdev: its function, as last seen or as sysfs says now
                 addr = self._owner.get(event.name) or self._sysfs.netdev_pci(event.name)
                 if addr is None:
-                    return None
+                    continue
             family = self._family.get(addr)
             if family is None:  # new since the last pass: a VF just created, a hot-plug
                 physfn = self._sysfs.link_base(addr, "physfn")
@@ -333,7 +338,7 @@ class Discovery:
                     next_rescan = time.monotonic() + self.rescan_interval
                 elif families:
                     self.family_pass(families, named)
-                else:
+                elif named is None or named:
                     self.links_pass(named)
                 retry_at = None
             except (SriovkitError, OSError) as exc:  # a device vanished mid-read, a bad edit
