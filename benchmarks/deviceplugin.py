@@ -9,7 +9,8 @@ prints:
     (what a device event on it costs), a links-only pass (a dump) and a pass for one named link
     (what a carrier event costs); medians;
   - the real agent process against the test kubelet (`tests/unit/fake_kubelet.py`): time from
-    exec to the first ListAndWatch answer;
+    exec to the first ListAndWatch answer, and the CPU the agent used until then (on a loaded
+    machine the wall time varies with the load; the CPU time much less);
   - a PF's carrier flipped through the simulated netlink, `--rounds` times: latency from the
     change being published to the answer carrying it on the stream (median and worst), and the
     publisher's own call;
@@ -62,6 +63,16 @@ def _median(fn: Callable[[], object], runs: int = 5) -> float:
     return statistics.median(times)
 
 
+_AGENT_CPU: list[float] = []
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds the process used so far (all its threads): what the start-up
+    costs whatever else the machine runs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def _agent(host: Path, config: Path, work: Path) -> Iterator[tuple[Stream, float]]:
     """The real agent on `host`, the test kubelet's stream, and exec -> first answer."""
@@ -78,7 +89,9 @@ def _agent(host: Path, config: Path, work: Path) -> Iterator[tuple[Stream, float
             kubelet.wait_registered(1, timeout=120)
             stream = kubelet.stream(RESOURCE)
             stream.next(timeout=120)
-            yield stream, time.perf_counter() - start
+            first = time.perf_counter() - start
+            _AGENT_CPU.append(_cpu(proc.pid))
+            yield stream, first
         finally:
             kubelet.stop()
             proc.send_signal(signal.SIGTERM)
@@ -109,7 +122,10 @@ def _in_process(host: Path, config: Path) -> None:
 
 def _sim_carrier(host: Path, config: Path, work: Path, rounds: int) -> None:
     with _agent(host, config, work) as (stream, first):
-        print(f"agent exec -> first ListAndWatch answer (4096 devices): {_ms(first)}")
+        print(
+            f"agent exec -> first ListAndWatch answer (4096 devices): {_ms(first)} "
+            f"(the agent's CPU until then: {_ms(_AGENT_CPU[-1])})"
+        )
         latencies, calls = [], []
         netlink = FakeNetlink(host)
         for i in range(rounds):
