@@ -59,20 +59,19 @@ from sriovkit.deviceplugin.model import Device, ResourceFeed
 from sriovkit.deviceplugin.pools import host_pools, pool_policy, read_config
 from sriovkit.errors import SriovkitError
 from sriovkit.host.events import Event, EventSource
-from sriovkit.host.netlink import LinkInfo, LinkState
+from sriovkit.host.netlink import LinkState
 from sriovkit.host.sysfs import SysfsReader
 from sriovkit.model.dp_config import DEFAULT_PREFIX, DpConfig
 from sriovkit.model.pci import PciAddress
 
 log = logging.getLogger("sriovkit.agent")
 
+
 class LinkReader(Protocol):
-    """What health needs of the netlink seam: the state of every link of the host netns (one
-    dump without VF attributes), or of one link."""
+    """What health needs of the netlink seam: admin state and carrier of the links of the host
+    netns, every one (one dump without VF attributes) or the named ones."""
 
     def link_states(self, names: Collection[str] | None = None) -> list[LinkState]: ...
-
-    def link(self, name: str) -> LinkInfo: ...
 
 
 def _config_stamp(path: Path) -> tuple[int, int, int] | None:
