@@ -13,7 +13,8 @@ prints:
     machine the wall time varies with the load; the CPU time much less);
   - a PF's carrier flipped through the simulated netlink, `--rounds` times: latency from the
     change being published to the answer carrying it on the stream (median and worst), and the
-    publisher's own call;
+    publisher's own call; then that PF's `sriov_numvfs` written 0 and 256 three times each (a
+    device event: the PF's family re-read), latency from the write to the answer;
   - as root with iproute2 (the integration tier's veth mode): a veth-mode host of one E810 with
     `--veth-vfs` VFs per PF, each VF netdev a real veth end; the peer of one is set down and up
     `--rounds` times, and the latency from `ip` returning to the answer carrying the VF's new
@@ -43,7 +44,9 @@ from fake_kubelet import FakeKubelet, Seen, Stream, short_root
 
 from sriovkit.deviceplugin.discovery import Discovery
 from sriovkit.host.events import Event
+from sriovkit.host.sysfs import SysfsReader
 from sriovkit.sim import create_host
+from sriovkit.sim.kernel import SimSysfs
 from sriovkit.sim.netlink import FakeNetlink
 
 CONFIG = {"resourceList": [{"resourceName": "e810", "selectors": {"drivers": ["iavf"]}}]}
@@ -141,6 +144,19 @@ def _sim_carrier(host: Path, config: Path, work: Path, rounds: int) -> None:
             f"{_ms(statistics.median(latencies))}, worst {_ms(max(latencies))} "
             f"(the simulated netlink's set_carrier itself: median "
             f"{_ms(statistics.median(calls))})"
+        )
+        # A device event: one PF's VFs removed and created again (sriov_numvfs 256 -> 0 -> 256).
+        pf = SysfsReader(host).netdev_pci("enp134s0f0")
+        assert pf is not None
+        sysfs, latencies = SimSysfs(host), []
+        for count in (0, 256) * 3:
+            sysfs.set_num_vfs(pf, count)
+            written = time.perf_counter()
+            _until(stream, lambda seen, n=count: len(seen) == 3840 + n)
+            latencies.append(time.perf_counter() - written)
+        print(
+            f"sriov_numvfs of one PF 256 <-> 0 -> stream, {len(latencies)} rounds: median "
+            f"{_ms(statistics.median(latencies))}, worst {_ms(max(latencies))}"
         )
 
 
