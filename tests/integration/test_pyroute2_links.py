@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,3 +151,30 @@ def test_remembered_indexes_follow_our_renames_and_moves(
     ip("-n", pod.name, "link", "set", "skv1", "netns", host.name, "name", "skv1")
     nl.add_address("skv1", "10.1.0.3/24")
     assert [a.cidr for a in nl.addresses("skv1") if a.family == 4] == ["10.1.0.3/24"]
+
+
+def test_link_states_say_what_links_say(nl: Pyroute2Netlink) -> None:
+    # The device plugin's health reads admin state and carrier only: a dump without VF lists,
+    # or one request per named link (a missing one is left out).
+    nl.set_link("skv0", LinkChange(up=True))
+    nl.set_link("skv1", LinkChange(up=True))
+    nl.wait_link("skv0", 2.0)
+
+    def whole() -> dict[str, tuple[bool, bool]]:
+        return {lk.name: (lk.up, lk.carrier) for lk in nl.links()}
+
+    for _ in range(50):  # carrier follows the peer asynchronously (linkwatch)
+        if whole()["skv0"] == (True, True):
+            break
+        time.sleep(0.02)
+    assert {s.name: (s.up, s.carrier) for s in nl.link_states()} == whole()
+    named = nl.link_states({"skv0", "gone0"})
+    assert [(s.name, s.up, s.carrier) for s in named] == [("skv0", True, True)]
+    nl.set_link("skv1", LinkChange(up=False))
+    for _ in range(50):
+        if not whole()["skv0"][1]:
+            break
+        time.sleep(0.02)
+    assert {s.name: (s.up, s.carrier) for s in nl.link_states({"skv0", "skv1"})} == {
+        "skv0": (True, False), "skv1": (False, False)
+    }  # fmt: skip

@@ -9,12 +9,14 @@ from pathlib import Path
 from sriovkit.deviceplugin.discovery import Discovery
 from sriovkit.host.events import Event, parse_link_messages, parse_uevent
 from sriovkit.host.netlink import LinkChange
+from sriovkit.model.pci import PciAddress
 from sriovkit.sim import create_host
 from sriovkit.sim.events import SimEvents
-from sriovkit.sim.kernel import SimSysfs
+from sriovkit.sim.kernel import SimSysfs, load_module
 from sriovkit.sim.netlink import FakeNetlink
 
 VF = "0000:3b:10.1"  # port 1's VF 0
+PF0 = "0000:3b:00.0"
 
 
 def _discovery(tmp_path: Path) -> tuple[Path, Discovery]:
@@ -84,7 +86,7 @@ def test_the_simulated_kernel_publishes_its_changes(tmp_path: Path) -> None:
     try:
         SimSysfs(host).write("sys/bus/pci/drivers/igbvf/unbind", VF)
         FakeNetlink(host).set_carrier("enp59s0f0", False)
-        assert events.read() == [Event("device", VF), Event("link")]
+        assert events.read() == [Event("device", VF), Event("link", "enp59s0f0")]
     finally:
         events.close()
 
@@ -109,3 +111,50 @@ def test_a_named_link_event_reads_that_link_only(tmp_path: Path) -> None:
     assert d.links_pass({"enp59s0f1"}) == ["intel.com/igb"]
     assert {k for k, ok in _health(d).items() if not ok} == {"0000:3b:10.1", "0000:3b:10.3"}
     assert d.links_pass({"gone0"}) == []
+
+
+def test_a_change_on_one_pf_rereads_that_family_and_finds_what_a_full_pass_finds(
+    tmp_path: Path,
+) -> None:
+    host = tmp_path / "host"
+    create_host(host, ["82576"], vfs=2, extras=False)
+    load_module(host, "vfio-pci")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"resourceList": [
+        {"resourceName": "igb", "selectors": {"drivers": ["igbvf"]}},
+        {"resourceName": "vfio", "selectors": {"drivers": ["vfio-pci"]}},
+    ]}))  # fmt: skip
+    whole = Discovery(host, config, FakeNetlink(host))
+    part = Discovery(host, config, FakeNetlink(host))
+    sysfs, pf0, pf1 = SimSysfs(host), PciAddress.parse(PF0), PciAddress.parse("0000:3b:00.1")
+    vf, events = PciAddress.parse(VF), SimEvents(host)
+
+    def both() -> set[PciAddress] | None:
+        families = part.families(events.read())
+        whole.full_pass()
+        if families:
+            part.family_pass(families)
+        assert [f.current() for f in part.feeds] == [f.current() for f in whole.feeds]
+        return families
+
+    try:
+        sysfs.unbind(vf, "igbvf")  # stays listed, stale
+        assert both() == {pf1}
+        sysfs.set_driver_override(vf, "vfio-pci")
+        sysfs.drivers_probe(vf)  # moves to the vfio pool
+        assert both() == {pf1}
+        assert [d.id for d in part.feeds[1].current().devices] == [VF]
+        sysfs.set_num_vfs(pf0, 0)  # PF 0's VFs leave, then come back, one more
+        assert both() == {pf0}
+        sysfs.set_num_vfs(pf0, 3)
+        assert both() == {pf0}
+        assert len(part.feeds[0].current().devices) == 4
+        assert part.passes["full"] == 0 and part.passes["family"] == 4
+        # A netdev named by its event is placed by its function; one of no PCI function (a
+        # pod's veth) changes no pool; an event naming nothing reads the whole host.
+        assert part.families([Event("device", "enp59s0f1v1")]) == {pf1}
+        assert part.families([Event("device", "veth0"), Event("link", "veth0")]) == set()
+        assert part.families([Event("device", None)]) is None
+        assert part.families([Event("device", "0000:3b:1f.7")]) is None  # not on this host
+    finally:
+        events.close()

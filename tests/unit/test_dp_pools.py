@@ -31,7 +31,7 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(root: Path, *resources: dict[str, Any]) -> list[Pool]:
+def run(root: Path, *resources: dict[str, Any], details: bool = True) -> list[Pool]:
     config = config_from_obj({"resourceList": list(resources)})
     facts = NetFacts(root)
     inv = discover.collect(Sysfs(root), PciIds())
@@ -41,6 +41,7 @@ def run(root: Path, *resources: dict[str, Any]) -> list[Pool]:
         facts=facts,
         bond_ports=facts.bond_ports(),
         default_route=facts.default_route_links(),
+        details=details,
     )
 
 
@@ -276,3 +277,19 @@ def test_default_route_parsing() -> None:
     )
     assert default_route_ifaces(route, None) == {"eth0"}
     assert default_route_ifaces(None, None) == set()
+
+
+def test_without_details_the_pools_are_the_same_and_carry_only_what_selectors_read(
+    root: Path,
+) -> None:
+    # The agent's pools: same members and exclusions, no link type / RDMA read for display.
+    entries = (
+        res("a", {"linkTypes": ["ether"], "drivers": ["igbvf"]}),
+        res("b", {"drivers": ["iavf"]}),
+    )
+    full, lean = run(root, *entries), run(root, *entries, details=False)
+    assert [members(p) for p in lean] == [members(p) for p in full]
+    assert [p.excluded for p in lean] == [p.excluded for p in full]
+    assert {(d.link_type, d.rdma) for d in lean[0].devices} == {("ether", None)}
+    assert {(d.link_type, d.rdma) for d in lean[1].devices} == {(None, None)}
+    assert {(d.link_type, d.rdma) for d in full[1].devices} == {("ether", False)}

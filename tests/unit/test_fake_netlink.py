@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from sriovkit.errors import HostError, NotFound, Timeout
+from sriovkit.host.events import Event
 from sriovkit.host.netlink import LinkChange
 from sriovkit.model.vf import LinkState, VfSettings, VlanProto
 from sriovkit.sim import create_host
+from sriovkit.sim.events import SimEvents
 from sriovkit.sim.netlink import FakeNetlink
 from sriovkit.sim.netlink_state import STATE_FILE
 
@@ -312,3 +314,60 @@ def test_link_names_match_the_links_after_renames_and_moves(tmp_path: Path) -> N
     assert "uplink0" in names and pf not in names and vf_netdev not in names
     assert nl.in_netns(pod).link_names() == [lk.name for lk in nl.in_netns(pod).links()]
     assert nl.in_netns(pod).link_names() == ["net1"]
+
+
+def _states(nl: FakeNetlink) -> dict[str, tuple[bool, bool]]:
+    return {s.name: (s.up, s.carrier) for s in nl.link_states()}
+
+
+def test_link_states_and_one_link_reads_match_the_whole_world(tmp_path: Path) -> None:
+    # The device plugin's health reads link_states() (flags and carrier only) and link(name)
+    # (that netdev only): both must say what a whole-world links() says, after netlink's
+    # renames, admin changes, moves and carrier changes.
+    host = create_host(tmp_path, ["82576", "x710"], vfs=2, extras=True)
+    nl = FakeNetlink(tmp_path)
+    pf, other = host.pfs[0].netdev, host.pfs[1].netdev
+    assert pf is not None and other is not None
+    vf_netdevs = [n for n in nl.link_names() if n not in {p.netdev for p in host.pfs}]
+
+    def whole() -> dict[str, tuple[bool, bool]]:
+        return {lk.name: (lk.up, lk.carrier) for lk in nl.links()}
+
+    assert _states(nl) == whole()
+    nl.set_link(pf, LinkChange(new_name="uplink0"))
+    nl.set_carrier("uplink0", False)
+    nl.set_link(vf_netdevs[0], LinkChange(up=True))
+    nl.set_carrier(vf_netdevs[0], False)
+    nl.set_link(other, LinkChange(up=False))
+    pod = tmp_path / "pod-netns"
+    pod.touch()
+    nl.move_link(vf_netdevs[1], pod, LinkChange(new_name="net1"))
+    assert _states(nl) == whole()
+    some = {"uplink0", vf_netdevs[0], other, vf_netdevs[1], "nothing0"}
+    named = {s.name: (s.up, s.carrier) for s in nl.link_states(some)}
+    assert named == {k: v for k, v in whole().items() if k in some}
+    assert _states(nl.in_netns(pod)) == {"net1": (False, False)}
+    for link in nl.links():
+        assert nl.link(link.name) == link
+    assert nl.in_netns(pod).link("net1") == nl.in_netns(pod).links()[0]
+    with pytest.raises(NotFound):
+        nl.link(pf)  # renamed: the old name is gone
+    with pytest.raises(NotFound):
+        nl.link(vf_netdevs[1])  # moved away
+
+
+def test_a_change_publishes_the_links_it_changed(tmp_path: Path) -> None:
+    host = create_host(tmp_path, ["82576"], vfs=2, extras=False)
+    pf = host.pfs[0].netdev
+    assert pf is not None
+    nl = FakeNetlink(tmp_path)
+    events = SimEvents(tmp_path)
+    try:
+        nl.set_link(pf, LinkChange(new_name="uplink0"))
+        assert sorted(e.name or "" for e in events.read()) == sorted([pf, "uplink0"])
+        nl.set_vf("uplink0", 1, VfSettings(vlan=5))
+        assert events.read() == [Event("link", "uplink0")]
+        nl.set_carrier("uplink0", False)
+        assert events.read() == [Event("link", "uplink0")]
+    finally:
+        events.close()

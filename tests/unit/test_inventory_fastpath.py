@@ -8,6 +8,7 @@ every profile and on the trees where the shortcut must step aside.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,11 @@ class CountingSysfs(Sysfs):
 class FullReadSysfs(Sysfs):
     """Every function through `device()` alone: physfn, virtfn links and uevent of each."""
 
-    def devices(self) -> list[PciDevice]:
-        return [self.device(a) for a in self.pci_addresses()]
+    def devices(self, only: Collection[PciAddress] | None = None) -> list[PciDevice]:
+        devs = [self.device(a) for a in self.pci_addresses()]
+        if only is None:
+            return devs
+        return [d for d in devs if d.address in only or d.physfn in only]
 
 
 def _assert_same_as_full_read(root: Path) -> list[PciDevice]:
@@ -80,6 +84,22 @@ def test_fast_path_equals_full_read_on_every_profile(every_profile: Path) -> Non
     assert len(counting.full_reads) == len(devs) - len(vfs) + len(pfs)
     for pf in pfs:
         assert _vfs_of(devs, pf.address)[0].address in counting.full_reads
+
+
+def test_one_family_is_what_the_whole_walk_says_of_it(every_profile: Path) -> None:
+    # The device plugin re-reads one PF's family after a change on it: the same records as
+    # the whole walk, and only that PF's (and a standalone function alone).
+    devs = Sysfs(every_profile).devices()
+    pf = next(d for d in devs if d.sriov is not None and d.sriov.num_vfs)
+    alone = next(d for d in devs if d.sriov is None and not d.is_vf)
+    family = [d for d in devs if d.address == pf.address or d.physfn == pf.address]
+    assert Sysfs(every_profile).devices({pf.address}) == family
+    assert Sysfs(every_profile).devices({alone.address, pf.address}) == sorted(
+        [*family, alone], key=lambda d: d.address
+    )
+    assert FullReadSysfs(every_profile).devices({pf.address}) == family
+    vf = family[-1].address
+    assert Sysfs(every_profile).devices({vf}) == [family[-1]]  # a VF alone, read in full
 
 
 def test_sim_writes_vf_uevents_as_the_kernel_does(every_profile: Path) -> None:

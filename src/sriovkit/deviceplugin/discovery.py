@@ -6,12 +6,18 @@ as its own agent service: one thread waits with select() on the host's event sou
 (`host/events.py` on a real host, `sim/events.py` on a simulated one) and on a wake pipe, and
 after each burst of events (settled for `settle` seconds, so 256 VFs appearing cost one pass):
 
-- only link events: re-read the named links (one RTM_GETLINK each; a dump when an event names
-  none, as the simulated kernel's do, or for a burst) and recompute health of the devices
-  already in the pools; no PCI re-read (the common case: carrier flaps, CNI moves);
-- a device event (VF created or removed, driver bound or unbound, netdev added), a lost-events
-  `rescan`, a changed config file, or the safety-net timer (`rescan`, 30 s): re-evaluate the
-  pools on a fresh inventory (~0.2 s on a 4096-VF simulated host) and the links.
+- only link events: re-read the state (admin up, carrier) of the named links (one RTM_GETLINK
+  each, or one dump for hundreds; the simulated kernel names them too; a dump when an event
+  names none) and recompute health of the devices already in the pools; no PCI re-read (the
+  common case: carrier flaps, CNI moves);
+- device events (VF created or removed, driver bound or unbound, netdev added, moved or
+  renamed) that each name a PCI function or netdev this can place: re-read only the *families*
+  they touch, a PF with its VFs or a function of its own (`members.py` says why the rest stays
+  as a whole-host pass would find it), and the links of their members: a change on one PF does
+  not re-read the other 3,840 VFs of a 4,096-VF host;
+- a device event naming nothing or something unknown, a lost-events `rescan`, a changed config
+  file, or the safety-net timer (`rescan`, 30 s): re-evaluate the pools on a fresh inventory of
+  the whole host and dump every link's state (`benchmarks/deviceplugin.py` has the costs).
 
 A feed is updated only when its device list or a device's health differs from what it holds:
 `ResourceFeed.update` wakes every ListAndWatch stream, and an unchanged list must not be sent.
@@ -47,53 +53,30 @@ import os
 import select
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from sriovkit.agent.supervisor import OnExit
+from sriovkit.deviceplugin.members import Member, healthy, members_of, merge
 from sriovkit.deviceplugin.model import Device, ResourceFeed
-from sriovkit.deviceplugin.pools import host_pools, pool_devices, pool_policy, read_config
-from sriovkit.errors import NotFound, SriovkitError
+from sriovkit.deviceplugin.pools import host_pools, pool_policy, read_config
+from sriovkit.errors import SriovkitError
 from sriovkit.host.events import Event, EventSource
-from sriovkit.host.netlink import LinkInfo
+from sriovkit.host.netlink import LinkState
+from sriovkit.host.sysfs import SysfsReader
 from sriovkit.model.dp_config import DEFAULT_PREFIX, DpConfig
 from sriovkit.model.pci import PciAddress
 
 log = logging.getLogger("sriovkit.agent")
 
-_NAMED_LINKS_MAX = 32
-
 
 class LinkReader(Protocol):
-    """What health needs of the netlink seam: every link of the host netns."""
+    """What health needs of the netlink seam: admin state and carrier of the links of the host
+    netns, every one (one dump without VF attributes) or the named ones."""
 
-    def links(self) -> list[LinkInfo]: ...
-
-    def link(self, name: str) -> LinkInfo: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """A device in a pool, with what its health depends on."""
-
-    device: Device
-    """As advertised when healthy."""
-    netdev: str | None
-    stale: bool = False
-    """Kept only because its driver no longer matches the pool (always Unhealthy)."""
-
-
-def healthy(member: Member, links: dict[str, LinkInfo]) -> bool:
-    """The health rules of the module docstring, for one device."""
-    if member.stale:
-        return False
-    for name in (member.device.pf, member.netdev):
-        link = links.get(name) if name else None
-        if link is not None and link.up and not link.carrier:
-            return False
-    return True
+    def link_states(self, names: Collection[str] | None = None) -> list[LinkState]: ...
 
 
 def _config_stamp(path: Path) -> tuple[int, int, int] | None:
@@ -142,9 +125,12 @@ class Discovery:
         self._sources = list(sources)
         self._stamp = _config_stamp(config_path)
         self._config: DpConfig = read_config(config_path, prefix)
-        self._links: dict[str, LinkInfo] = {}
+        self._links: dict[str, LinkState] = {}
         self._members: dict[str, list[Member]] = {}
-        self.passes = {"full": 0, "links": 0}
+        self._sysfs = SysfsReader(root)
+        self._family: dict[PciAddress, PciAddress] = {}  # each function -> its PF (or itself)
+        self._owner: dict[str, PciAddress] = {}  # each netdev -> its function
+        self.passes = {"full": 0, "family": 0, "links": 0}
         self._read_links()
         self._repool(sticky=False)
         self.feeds = [
@@ -169,49 +155,92 @@ class Discovery:
         self.passes["full"] += 1
         return self._push()
 
-    def links_pass(self, names: set[str] | None = None) -> list[str]:
+    def family_pass(
+        self, families: set[PciAddress], names: Collection[str] | None = ()
+    ) -> list[str]:
+        """Re-read the functions of `families` (PFs with their VFs, or functions of their own)
+        and their links' states, and push what changed: the other functions keep their members,
+        which is what a full pass would find (see `members.py`). `names`: links that link
+        events of the same burst named, read too (None: every link)."""
+        self._repool(sticky=True, families=families)
+        wanted = set(names or ())
+        for members in self._members.values():
+            for m in members:
+                if m.family in families:
+                    wanted.update(n for n in (m.netdev, m.device.pf) if n)
+        self._read_links(None if names is None else wanted)
+        self.passes["family"] += 1
+        return self._push()
+
+    def families(self, events: Sequence[Event]) -> set[PciAddress] | None:
+        """The families the device events of a burst name, or None when one names nothing or
+        a PCI function this pass cannot place (then the whole host is read).
+
+        A netdev that is no PCI function's, now (sysfs) or at the last pass, is skipped: a
+        pod's veth, a bond or a VLAN coming or going changes no function (a PCI netdev comes
+        and goes with its driver's bind and unbind, whose events name the function).
+        """
+        out: set[PciAddress] = set()
+        for event in events:
+            if event.kind == "link":
+                continue
+            if event.kind != "device" or not event.name:
+                return None
+            addr = PciAddress.try_parse(event.name)
+            if addr is None:  # a netdev: its function, as last seen or as sysfs says now
+                addr = self._owner.get(event.name) or self._sysfs.netdev_pci(event.name)
+                if addr is None:
+                    continue
+            family = self._family.get(addr)
+            if family is None:  # new since the last pass: a VF just created, a hot-plug
+                physfn = self._sysfs.link_base(addr, "physfn")
+                family = PciAddress.try_parse(physfn) if physfn else None
+                if family is None and self._sysfs.exists(addr):
+                    family = addr
+                if family is None:
+                    return None
+            out.add(family)
+        return out
+
+    def links_pass(self, names: Collection[str] | None = None) -> list[str]:
         """Re-read link state only (of `names`, else all) and push health changes.
 
         rtnetlink names the netdev in each event, so a carrier flap costs one RTM_GETLINK, not
-        a dump of every link on the host; a burst of many, or an unnamed one, takes the dump.
+        a dump of every link on the host; an unnamed one takes the dump.
         """
-        if names is None or len(names) > _NAMED_LINKS_MAX:
-            self._read_links()
-        else:
-            for name in names:
-                try:
-                    self._links[name] = self._links_seam.link(name)
-                except NotFound:
-                    self._links.pop(name, None)
-                except SriovkitError as exc:
-                    log.warning("device plugin: cannot read link %s: %s", name, exc)
+        self._read_links(names)
         self.passes["links"] += 1
         return self._push()
 
-    def _read_links(self) -> None:
+    def _read_links(self, names: Collection[str] | None = None) -> None:
         try:
-            self._links = {link.name: link for link in self._links_seam.links()}
+            states = self._links_seam.link_states(names)
         except SriovkitError as exc:  # keep the last known state; the next pass retries
             log.warning("device plugin: cannot read links: %s", exc)
+            return
+        if names is None:
+            self._links = {link.name: link for link in states}
+            return
+        for name in names:  # one that is not found any more is gone (or left the netns)
+            self._links.pop(name, None)
+        self._links.update((link.name, link) for link in states)
 
-    def _repool(self, *, sticky: bool) -> None:
-        inventory, found = host_pools(self.root, self._config)
-        by_pci = {d.pci: d for pool in found for d in pool.devices}
-        members: dict[str, list[Member]] = {}
-        for pool in found:
-            members[pool.full_name] = [
-                Member(dev, by_pci[PciAddress.parse(dev.id)].netdev)
-                for dev in pool_devices(pool, self._config)
-            ]
-        if sticky:
-            for name, old in self._members.items():
-                listed = {m.device.id for m in members.get(name, [])}
-                for m in old:
-                    addr = PciAddress.parse(m.device.id)
-                    if m.device.id in listed or addr in by_pci or inventory.get(addr) is None:
-                        continue  # still here, moved to another pool, or gone from the host
-                    members.setdefault(name, []).append(replace(m, stale=True))
-        self._members = members
+    def _repool(self, *, sticky: bool, families: set[PciAddress] | None = None) -> None:
+        inventory, found = host_pools(self.root, self._config, families, details=False)
+        present = {str(d.address) for d in inventory.devices}
+        self._members = merge(
+            self._members, members_of(found, self._config), present, families, sticky=sticky
+        )
+        if families is None:
+            self._family, self._owner = {}, {}
+        else:
+            gone = {a for a, f in self._family.items() if f in families}
+            self._family = {a: f for a, f in self._family.items() if a not in gone}
+            self._owner = {n: a for n, a in self._owner.items() if a not in gone}
+        for dev in inventory.devices:
+            self._family[dev.address] = dev.physfn or dev.address
+            for netdev in dev.netdevs:
+                self._owner[netdev] = dev.address
 
     def _advertised(self, name: str) -> list[Device]:
         out = []
@@ -339,17 +368,20 @@ class Discovery:
             now = time.monotonic()
             full = (
                 config_changed or now >= next_rescan or (retry_at is not None and now >= retry_at)
-                or any(e.kind != "link" for e in events)
             )  # fmt: skip
             if not full and not events:
                 continue
             try:
-                if full:
+                families = None if full else self.families(events)
+                linked = {e.name for e in events if e.kind == "link"}
+                named = None if None in linked else {n for n in linked if n}
+                if full or families is None:
                     self.full_pass(config_changed=config_changed)
                     next_rescan = time.monotonic() + self.rescan_interval
-                else:
-                    named = {e.name for e in events}
-                    self.links_pass(None if None in named else {n for n in named if n})
+                elif families:
+                    self.family_pass(families, named)
+                elif named is None or named:
+                    self.links_pass(named)
                 retry_at = None
             except (SriovkitError, OSError) as exc:  # a device vanished mid-read, a bad edit
                 log.warning("device plugin: re-discovery failed, retrying: %s", exc)

@@ -8,6 +8,7 @@ the host or the config changes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from sriovkit.deviceplugin.model import Device, Policy, ResourceFeed
@@ -18,6 +19,7 @@ from sriovkit.host.sysfs import Sysfs
 from sriovkit.model.dp_config import DEFAULT_PREFIX, DpConfig, parse_config
 from sriovkit.model.dp_config_yaml import config_form
 from sriovkit.model.dp_pool import Pool
+from sriovkit.model.pci import PciAddress
 from sriovkit.ops import discover
 from sriovkit.ops.discover import Inventory
 from sriovkit.ops.dp_pools import pools as find_pools
@@ -85,16 +87,26 @@ def read_config(
     return parse_config(text, default_prefix=prefix, form=form)
 
 
-def host_pools(root: Path, config: DpConfig) -> tuple[Inventory, list[Pool]]:
-    """Discover the host at `root` and evaluate the pools of `config` on it."""
+def host_pools(
+    root: Path,
+    config: DpConfig,
+    only: Collection[PciAddress] | None = None,
+    *,
+    details: bool = True,
+) -> tuple[Inventory, list[Pool]]:
+    """Discover the host at `root` and evaluate the pools of `config` on it; with `only`, on
+    those functions and the VFs of the PFs among them (every pool rule is decided per function,
+    from it, its PF and host-wide facts: see `deviceplugin/members.py`). `details`: see
+    `ops.dp_pools.pools` (the agent advertises no link type or RDMA flag)."""
     facts = NetFacts(root)
-    inventory = discover.collect(Sysfs(root), PciIds())
+    inventory = discover.collect(Sysfs(root), PciIds(), only)
     found = find_pools(
         inventory,
         config,
         facts=facts,
         bond_ports=facts.bond_ports(),
         default_route=facts.default_route_links(),
+        details=details,
     )
     return inventory, found
 

@@ -16,6 +16,7 @@ attributes). Every implementation raises only sriovkit errors: `NotFound` for a 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
@@ -45,6 +46,16 @@ class LinkInfo:
     link: int | None = None  # IFLA_LINK: a veth's peer ifindex (in `link_netnsid`'s netns)
     parent_bus: str | None = None  # IFLA_PARENT_DEV_BUS_NAME: "pci" for a PCI netdev
     max_mtu: int | None = None  # IFLA_MAX_MTU: the largest MTU the driver takes
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """A link's admin state and carrier, as `Links.link` reports them: what the device
+    plugin's health needs of every link, read for thousands at once."""
+
+    name: str
+    up: bool
+    carrier: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +124,12 @@ class Links(Protocol):
 
     def links(self) -> list[LinkInfo]:
         """Every link in the namespace."""
+        ...
+
+    def link_states(self, names: Collection[str] | None = None) -> list[LinkState]:
+        """Every link in the namespace (or the links called `names`; a missing one is left
+        out), its admin state and carrier only: no VF attributes, and on a simulated host no
+        netdev attribute beyond those two."""
         ...
 
     def link(self, name: str) -> LinkInfo:
@@ -279,6 +296,7 @@ __all__ = [
     "Bonds",
     "LinkChange",
     "LinkInfo",
+    "LinkState",
     "Links",
     "Netlink",
     "Route",

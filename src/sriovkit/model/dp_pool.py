@@ -61,8 +61,9 @@ class PoolDevice:
     """None when the pool has excludeTopology or the kernel reports no node (-1)."""
     iommu_group: int | None
     link_type: str | None
-    rdma: bool
-    """The function has RDMA devices (an `infiniband/` directory)."""
+    """None when unreadable, or not read (`ops.dp_pools.pools(details=False)`)."""
+    rdma: bool | None
+    """The function has RDMA devices (an `infiniband/` directory); None: not read."""
     vhost_net: bool = False
     """The selector that picked it asks for /dev/vhost-net and /dev/net/tun."""
     selector: int = 0

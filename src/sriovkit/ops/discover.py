@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -101,16 +102,17 @@ def _id_key(dev: PciDevice) -> _IdKey:
     return dev[1:6]  # vendor_id to class_code
 
 
-def collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
-    """Read every PCI function once and name it."""
+def collect(sysfs: Sysfs, ids: PciIds, only: Collection[PciAddress] | None = None) -> Inventory:
+    """Read every PCI function once and name it; with `only`, just those functions and the
+    VFs of the PFs among them (`SysfsReader.devices`)."""
     # Building records for thousands of VFs triggers the cyclic GC several times (~2 ms at
     # 4,096 VFs) though nothing here can form a cycle: paused for the walk, when it was on.
     with paused_gc():
-        return _collect(sysfs, ids)
+        return _collect(sysfs, ids, only)
 
 
-def _collect(sysfs: Sysfs, ids: PciIds) -> Inventory:
-    devices = sysfs.devices()
+def _collect(sysfs: Sysfs, ids: PciIds, only: Collection[PciAddress] | None) -> Inventory:
+    devices = sysfs.devices(only)
     names: dict[_IdKey, Names] = {}
     by_addr: dict[PciAddress, Names] = {}
     # One pass over thousands of functions: per-function work here shows up in the benchmark.

@@ -78,6 +78,12 @@ class _Host:
             self._link[dev.address] = None if name is None else self.facts.link_type(name)
         return self._link[dev.address]
 
+    def known_link_type(self, dev: PciDevice) -> str | None:
+        return self._link.get(dev.address)
+
+    def known_rdma(self, dev: PciDevice) -> bool | None:
+        return self._rdma.get(dev.address)
+
     def rdma(self, dev: PciDevice) -> bool:
         if dev.address not in self._rdma:
             self._rdma[dev.address] = self.facts.has_rdma(dev.address)
@@ -163,9 +169,14 @@ def _exclusion(
 
 
 def _member(
-    dev: PciDevice, res: ResourceConfig, sel: Selector, index: int, host: _Host
+    dev: PciDevice, res: ResourceConfig, sel: Selector, index: int, host: _Host, details: bool
 ) -> PoolDevice:
     assert dev.driver is not None  # unbound devices were excluded
+    if details:
+        link_type: str | None = host.link_type(dev)
+        rdma: bool | None = host.rdma(dev)
+    else:  # what a selector read, nothing more
+        link_type, rdma = host.known_link_type(dev), host.known_rdma(dev)
     numa = dev.numa_node
     if res.exclude_topology or numa is None or numa < 0:
         numa = None
@@ -180,8 +191,8 @@ def _member(
         netdev=dev.netdevs[0] if dev.netdevs else None,
         numa=numa,
         iommu_group=dev.iommu_group,
-        link_type=host.link_type(dev),
-        rdma=host.rdma(dev),
+        link_type=link_type,
+        rdma=rdma,
         vhost_net=sel.need_vhost_net,
         selector=index,
     )
@@ -194,6 +205,7 @@ def _pool(
     taken: dict[PciAddress, str],
     default_route: Mapping[str, str],
     bond_ports: Mapping[str, str],
+    details: bool,
 ) -> Pool:
     members: list[PoolDevice] = []
     excluded: list[Excluded] = []
@@ -216,7 +228,7 @@ def _pool(
                 excluded.append(why)
                 continue
             taken[dev.address] = res.full_name
-            members.append(_member(dev, res, sel, index, host))
+            members.append(_member(dev, res, sel, index, host, details))
     return Pool(
         res.resource_name, res.prefix, res.device_type, tuple(members), tuple(excluded),
         tuple(notes),
@@ -230,12 +242,16 @@ def pools(
     facts: DeviceFacts,
     bond_ports: Mapping[str, str],
     default_route: Mapping[str, str],
+    details: bool = True,
 ) -> list[Pool]:
     """One `Pool` per resource of `config`, in config order.
 
     `bond_ports` maps a bond port's netdev to its bond, `default_route` a netdev to the
     interface holding the default route over it (itself, or a VLAN or bond on top): both from
-    `host.netfacts.NetFacts`.
+    `host.netfacts.NetFacts`. `details`: each member's link type and RDMA flag are read even
+    when no selector needs them (what `sriovkit dp pools` shows); without, a member carries
+    only what its selectors read, None otherwise: the device plugin advertises neither, and at
+    4,096 VFs they are two sysfs reads per VF on every pass.
     """
     host = _Host({d.address: d for d in inventory.devices}, facts)
     by_class: dict[int, list[PciDevice]] = {}
@@ -249,7 +265,7 @@ def pools(
             out.append(Pool(res.resource_name, res.prefix, res.device_type, (), (), (note,)))
             continue
         candidates = by_class.get(BASE_CLASS[res.device_type], [])
-        out.append(_pool(res, candidates, host, taken, default_route, bond_ports))
+        out.append(_pool(res, candidates, host, taken, default_route, bond_ports, details))
     return out
 
 

@@ -2,12 +2,13 @@
 
 On a simulated host nothing announces a `sriov_numvfs` write or a link change, so the simulated
 kernel does: every handled sysfs write (`SimSysfs`: VFs created or removed, bind, unbind, probe)
-publishes a `device` event, and every change of the fake netlink world (`FakeSeam._change`) a
-`link` event. A listener (the agent's `SimEvents`) binds a unix datagram socket in
-`ROOT/.sriovkit-sim/events/`; a publisher sends one datagram to each socket there. Datagrams
-are prompt (select() wakes at once, unlike polling a file), need no lock, and a listener that
-died leaves a socket nobody answers: sending to it fails and is ignored. With no listener,
-publishing costs one listdir of an empty directory.
+publishes a `device` event naming the PCI function, and every change of the fake netlink world
+(`FakeSeam._change`, `FakeNetlink.set_carrier`) a `link` event naming the links that changed, as
+rtnetlink's messages name their netdev: the listener re-reads those links only. A listener (the
+agent's `SimEvents`) binds a unix datagram socket in `ROOT/.sriovkit-sim/events/`; a publisher
+sends one datagram to each socket there. Datagrams are prompt (select() wakes at once, unlike
+polling a file), need no lock, and a listener that died leaves a socket nobody answers: sending
+to it fails and is ignored. With no listener, publishing costs one listdir of an empty directory.
 """
 
 from __future__ import annotations
@@ -16,29 +17,36 @@ import contextlib
 import os
 import socket
 import threading
+from collections.abc import Sequence
 from itertools import count
 from pathlib import Path
 
 from sriovkit.host.events import Event
 
 EVENTS_DIR = ".sriovkit-sim/events"
+MAX_NAMES = 64
+"""Above this many links in one change, the event names none (the listener reads them all)."""
 _serial = count()
 _serial_lock = threading.Lock()
 
 
-def publish(root: Path, kind: str, name: str | None = None) -> None:
-    """Tell every listener of the simulated host at `root` that something changed."""
+def publish(root: Path, kind: str, name: str | Sequence[str] | None = None) -> None:
+    """Tell every listener of the simulated host at `root` that something changed: `name` the
+    device or link, or the links (one datagram for all of them, as the kernel's messages of one
+    change arrive together); more than `MAX_NAMES` or none: an event naming nothing."""
     where = Path(root) / EVENTS_DIR
     try:
-        names = os.listdir(where)
+        listeners = os.listdir(where)
     except OSError:
         return
-    if not names:
+    if not listeners:
         return
-    payload = f"{kind} {name or ''}".encode()
+    names = [name] if isinstance(name, str) else list(name or ())
+    # Netdev names hold no whitespace (the kernel's dev_valid_name), so a space separates them.
+    payload = f"{kind} {' '.join(names) if len(names) <= MAX_NAMES else ''}".encode()
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         sock.setblocking(False)
-        for entry in names:
+        for entry in listeners:
             with contextlib.suppress(OSError):  # a listener gone or full: it rescans anyway
                 sock.sendto(payload, str(where / entry))
 
@@ -70,12 +78,13 @@ class SimEvents:
         out: list[Event] = []
         while True:
             try:
-                data = self._sock.recv(4096)
+                data = self._sock.recv(1 << 16)
             except BlockingIOError:
                 return out
-            kind, _, name = data.decode(errors="replace").partition(" ")
+            kind, _, rest = data.decode(errors="replace").partition(" ")
             if kind in ("link", "device", "rescan"):
-                out.append(Event(kind, name or None))  # type: ignore[arg-type]
+                names: list[str | None] = [*rest.split()] or [None]
+                out.extend(Event(kind, name) for name in names)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Stop listening and remove the socket."""
@@ -83,4 +92,4 @@ class SimEvents:
         self.path.unlink(missing_ok=True)
 
 
-__all__ = ["EVENTS_DIR", "SimEvents", "publish"]
+__all__ = ["EVENTS_DIR", "MAX_NAMES", "SimEvents", "publish"]

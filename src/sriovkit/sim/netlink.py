@@ -11,16 +11,19 @@ bound to a simulated host (`FakeNetlink(root)`).
 from __future__ import annotations
 
 import errno
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
 from sriovkit.errors import NotFound, Timeout
-from sriovkit.host.netlink import LinkChange, LinkInfo
+from sriovkit.host.netlink import LinkChange, LinkInfo, LinkState
 from sriovkit.model.vf import normalize_mac
+from sriovkit.sim.events import publish as publish_event
 from sriovkit.sim.netlink_addrs import FakeAddresses
 from sriovkit.sim.netlink_bonds import FakeBonds
 from sriovkit.sim.netlink_seam import refused
-from sriovkit.sim.netlink_state import SimLink, World, link_names
+from sriovkit.sim.netlink_state import SimLink, World
+from sriovkit.sim.netlink_store import link_names, link_states, load_world, world_lock
 from sriovkit.sim.netlink_vfs import FakeVfAttrs
 
 # Paths that name the namespace a fake was created in (moving a link back "home").
@@ -70,20 +73,34 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses, FakeBonds):
     def set_carrier(self, name: str, carrier: bool) -> None:
         """Cable plugged or pulled (PF carrier gates igb's rate limiting).
 
-        On a simulated host the tree's `carrier` and `operstate` change too: the world is
-        re-read from the tree on every load, and that is where the kernel shows carrier.
+        On a simulated host the tree's `carrier` and `operstate` change, as the kernel shows
+        carrier there (the world is re-read from the tree on every load). Nothing netlink keeps
+        changes, so for a link that is neither a bond nor a bond's port (whose bond follows its
+        carrier: a full change) only that link is read and no state is saved; the link event
+        names it either way.
         """
 
         def apply(w: World) -> None:
             link = self._find(w, name)
             link.carrier = carrier
             if self.root is not None:
-                netdev = self.root / "sys/class/net" / link.key
-                (netdev / "carrier").write_text("1\n" if carrier else "0\n")
-                running = carrier and link.up
-                (netdev / "operstate").write_text("up\n" if running else "down\n")
+                self._write_carrier(self.root, link, carrier)
 
+        if self.root is not None:
+            with world_lock(self.root):  # ordered with every other change of this host
+                link = self._find(load_world(self.root, {name}, self._netns), name)
+                if link.kind is None and link.master is None:
+                    self._write_carrier(self.root, link, carrier)
+                    publish_event(self.root, "link", link.name)
+                    return
         self._run(apply, write=True)
+
+    @staticmethod
+    def _write_carrier(root: Path, link: SimLink, carrier: bool) -> None:
+        netdev = root / "sys/class/net" / link.key
+        (netdev / "carrier").write_text("1\n" if carrier else "0\n")
+        running = carrier and link.up
+        (netdev / "operstate").write_text("up\n" if running else "down\n")
 
     @staticmethod
     def _info(link: SimLink) -> LinkInfo:
@@ -113,6 +130,16 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses, FakeBonds):
             lambda w: [self._info(lk) for lk in w.links.values() if lk.netns == self._netns]
         )
 
+    def link_states(self, names: Collection[str] | None = None) -> list[LinkState]:
+        """Admin state and carrier of every link in this fake's namespace (or of those called
+        `names`), as `link()` gives them; on a tree, read from `flags` and `carrier` alone
+        (`netlink_store.link_states`)."""
+        if self.root is None:
+            found = [LinkState(lk.name, lk.up, lk.carrier) for lk in self.links()]
+            return found if names is None else [s for s in found if s.name in names]
+        states = link_states(self.root, self._netns, names)
+        return [LinkState(n, up, carrier) for n, up, carrier in states]
+
     def link_names(self) -> list[str]:
         """Names of the links in this fake's namespace (cheaper than `links()` on a tree)."""
         if self.root is None:
@@ -120,8 +147,8 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses, FakeBonds):
         return link_names(self.root, self._netns)
 
     def link(self, name: str) -> LinkInfo:
-        """The link called `name`; NotFound otherwise."""
-        return self._run(lambda w: self._info(self._find(w, name)))
+        """The link called `name`; NotFound otherwise (reads that one netdev of a tree)."""
+        return self._run(lambda w: self._info(self._find(w, name)), names={name})
 
     def link_by_index(self, index: int) -> LinkInfo:
         """The link with ifindex `index` in this fake's namespace; NotFound otherwise."""

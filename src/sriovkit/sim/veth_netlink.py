@@ -5,11 +5,11 @@ See `sriovkit.sim.veth` for how the tree and the kernel stay coherent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from sriovkit.errors import NotFound
-from sriovkit.host.netlink import Address, LinkChange, LinkInfo, Netlink, Route
+from sriovkit.host.netlink import Address, LinkChange, LinkInfo, LinkState, Netlink, Route
 from sriovkit.model.bond import BondMode, BondOptions, PortOptions
 from sriovkit.model.bond_state import BondState
 from sriovkit.model.vf import VfInfo, VfSettings
@@ -60,6 +60,17 @@ class SplitNetlink:
         """The kernel's links in this netns plus the tree-only netdevs (PFs)."""
         fake = [lk for lk in self.pf_side.links() if lk.name in self.tree_links]
         return self.kernel.links() + fake
+
+    def link_states(self, names: Collection[str] | None = None) -> list[LinkState]:
+        """The kernel's link states in this netns plus the tree-only netdevs' (PFs)."""
+        if names is None:
+            fake = [s for s in self.pf_side.link_states() if s.name in self.tree_links]
+            return self.kernel.link_states() + fake
+        kernel = [n for n in names if n not in self.tree_links]
+        tree = [n for n in names if n in self.tree_links]
+        return (self.kernel.link_states(kernel) if kernel else []) + (
+            self.pf_side.link_states(tree) if tree else []
+        )
 
     def link(self, name: str) -> LinkInfo:
         """One link, from whichever side holds it."""

@@ -187,9 +187,10 @@ class _Walk:
 
 def walk(
     sysfs: DeviceReader, bus_dir: str, drivers_dir: str, names: list[str],
-    nets: dict[str, tuple[str, ...]],
+    nets: dict[str, tuple[str, ...]], *, only: frozenset[str] | None = None,
 ) -> list[PciDevice]:  # fmt: skip
-    """Every function in `names` (sorted sysfs names), in that order.
+    """Every function in `names` (sorted sysfs names), in that order; with `only`, just the
+    functions named there and the VFs of the PFs among them.
 
     A PF's routing id is always below its VFs' (First VF Offset >= 1), so walking in address
     order meets each PF first; its VFs' names then follow from offset and stride, and their
@@ -203,6 +204,8 @@ def walk(
         for name in names:
             dev = vfs.get(name)
             if dev is None:
+                if only is not None and name not in only:
+                    continue
                 addr = PciAddress.try_parse(name)
                 if addr is None:
                     continue

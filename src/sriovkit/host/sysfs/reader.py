@@ -10,6 +10,7 @@ and a PF's VFs after the first need not even that (`pciwalk` says why). The writ
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from sriovkit.errors import HostError, NotFound
@@ -259,14 +260,18 @@ class SysfsReader:
             sriov=sriov,
         )
 
-    def devices(self) -> list[PciDevice]:
-        """Every function, in address order (see `pciwalk` for how VFs are read cheaply)."""
+    def devices(self, only: Collection[PciAddress] | None = None) -> list[PciDevice]:
+        """Every function, in address order (see `pciwalk` for how VFs are read cheaply); with
+        `only`, those functions and the VFs of the PFs among them (one PF's family, read again
+        after a change on it, without the thousands of other functions)."""
         names = self._pci_names()
         if not names:
             return []
+        wanted = None if only is None else frozenset(map(str, only))
         return walk(
-            self, self._p(PCI_DEVICES), self._p(PCI_DRIVERS), names, self._netdev_names_by_pci()
-        )
+            self, self._p(PCI_DEVICES), self._p(PCI_DRIVERS), names, self._netdev_names_by_pci(),
+            only=wanted,
+        )  # fmt: skip
 
     def revision(self, addr: PciAddress) -> int | None:
         """Revision id (sysfs `revision`)."""
