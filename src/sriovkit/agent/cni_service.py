@@ -90,7 +90,7 @@ class CniService:
         self.agent.open()
         try:
             if self.replay:
-                replay_pending(self.agent.defaults, self.agent.ctx_factory)
+                replay_pending(self.agent.defaults, self.agent.ctx_factory, self.agent.run)
             if self.install is not None:
                 self.install.run()
         except BaseException:

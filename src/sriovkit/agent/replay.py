@@ -13,7 +13,7 @@ the attachment its name says, or not a regular file, is refused and reported, ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,9 +37,12 @@ class ReplayReport:
 
 
 def replay_pending(
-    defaults: Mapping[str, str], ctx_factory: ContextFactory = host_context
+    defaults: Mapping[str, str],
+    ctx_factory: ContextFactory = host_context,
+    run: Callable[..., tuple[int, bytes]] = execute,
 ) -> ReplayReport:
-    """Run every pending DEL of the agent's state directory (`defaults`), oldest name first."""
+    """Run every pending DEL of the agent's state directory (`defaults`), by name, through
+    `run` (`dispatch.execute`)."""
     state = default_state_dir(defaults)
     journal = Journal(state)
     report = ReplayReport()
@@ -61,7 +64,7 @@ def replay_pending(
             env.update({k: v for k, v in entry.env.items() if k.startswith("CNI_")})
             env.update({k: entry.env[k] for k in _SETTINGS if entry.env.get(k)})
             env[STATE_DIR_ENV] = str(state)
-            code, out = execute(env, entry.stdin, ctx_factory=ctx_factory)
+            code, out = run(env, entry.stdin, ctx_factory=ctx_factory)
             if code != 0:
                 why = out.decode("utf-8", "replace").strip()
                 report.failed.append((name, why))
