@@ -69,10 +69,10 @@ def _host_links() -> set[str]:
 class Bench:
     """The sitting: host, dirs, shim, agent."""
 
-    def __init__(self, tmp: Path, host: VethHost) -> None:
+    def __init__(self, tmp: Path, host: VethHost, state: Path | None = None) -> None:
         self.tmp = tmp
         self.host = host
-        self.state = tmp / "state"
+        self.state = state or tmp / "state"
         self.ipam_dir = tmp / "ipam"
         self.sock = tmp / "agent.sock"
         # Baked at install: the shim ignores these in its environment (issue 10).
@@ -308,6 +308,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--concurrent", type=int, default=64)
+    ap.add_argument(
+        "--state-parent",
+        type=Path,
+        help="Put the state directory under this directory (e.g. /dev/shm, a tmpfs, to see what "
+        "the records' fsyncs cost) [the run's temp dir under /tmp]",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces, veth)", file=sys.stderr)
@@ -326,7 +332,11 @@ def main() -> int:
         vfs = max(2, (args.concurrent + 1) // 2)
         big = create_veth_host(tmp / "big", "x710", vfs=vfs, prefix="sc" + uuid.uuid4().hex[:3])
         cleanup.callback(big.cleanup)
-        bench = Bench(tmp, host)
+        state = None
+        if args.state_parent is not None:
+            state = Path(tempfile.mkdtemp(prefix="skbench-state", dir=args.state_parent))
+            cleanup.callback(shutil.rmtree, state, ignore_errors=True)
+        bench = Bench(tmp, host, state)
         cleanup.callback(bench.stop_agent)
         return _report(bench, big, args)
     return 1  # pragma: no cover - the with block returns
