@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sriovkit.agent.cni_service import CniService
-from sriovkit.agent.replay import CniInstall
-from sriovkit.agent.server import Agent
-from sriovkit.agent.supervisor import Service, Supervisor
+from sriovkit.agent.supervisor import OnExit, Service, Supervisor
 
 if TYPE_CHECKING:
+    from sriovkit.agent.cni_service import CniService
+    from sriovkit.agent.replay import CniInstall
+    from sriovkit.agent.server import Agent
     from sriovkit.host.events import EventSource
 
 log = logging.getLogger("sriovkit.agent")
@@ -105,6 +105,40 @@ def _device_plugin(setup: DevicePluginSetup) -> list[Service]:
     return [discovery, service]
 
 
+class _CniService:
+    """The CNI service, imported and built only as it starts: the CNI path's imports (~135 ms:
+    the lifecycle, IPAM, the netlink seams) then come after the device plugin serves, not
+    before kubelet's first ListAndWatch answer."""
+
+    name = "cni"
+
+    def __init__(
+        self, path: Path, defaults: Mapping[str, str] | None, install: CniInstall | None
+    ) -> None:
+        self.path, self.defaults, self.install = path, defaults, install
+        self.service: CniService | None = None
+
+    @property
+    def agent(self) -> Agent:
+        """The CNI server (once started)."""
+        if self.service is None:
+            raise RuntimeError("the CNI service has not started")
+        return self.service.agent
+
+    def start(self, on_exit: OnExit) -> None:
+        """Import and build the CNI service, then start it (see `CniService.start`)."""
+        from sriovkit.agent.cni_service import CniService  # noqa: PLC0415
+
+        service = CniService.at(self.path, self.defaults, self.install)
+        service.start(on_exit)
+        self.service = service
+
+    def stop(self) -> None:
+        """Stop the CNI service."""
+        if self.service is not None:
+            self.service.stop()
+
+
 def run_agent(
     path: Path,
     defaults: Mapping[str, str] | None = None,
@@ -122,8 +156,12 @@ def run_agent(
     services: list[Service] = []
     if device_plugin is not None:
         services.extend(_device_plugin(device_plugin))
-    cni = CniService.at(path, defaults, install_cni)
-    supervisor = Supervisor([cni, *services])
+    cni = _CniService(path, defaults, install_cni)
+    # The device plugin first: kubelet's first ListAndWatch answer then waits neither for the
+    # CNI service's start nor for its replay of pending DELs. Nothing of the one needs the
+    # other: a CNI call in between finds no socket and goes the agent-down way (the static
+    # shim's code 11 for ADD, the journal for DEL, replayed as the CNI service starts).
+    supervisor = Supervisor([*services, cni])
     supervisor.run(ready=None if ready is None else lambda: ready(cni.agent))
 
 
