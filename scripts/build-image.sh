@@ -145,7 +145,7 @@ fi
 
 shim_c=src/sriovkit/cni/shim.c
 if [ ! -f "$shim_c" ]; then
-    echo "build-image: $shim_c is missing (the static C shim of issue 14)" >&2
+    echo "build-image: $shim_c is missing" >&2
     exit 1
 fi
 
@@ -168,7 +168,7 @@ mkdir -p "$context.tmp/wheels"
 cp -a "$CACHE/debs" "$context.tmp/debs"
 rm -f "$context.tmp/debs/key"
 cp "$wheels"/*.whl "$context.tmp/wheels/"
-cp "$shim_c" "$context.tmp/shim.c"
+cp "$shim_c" src/sriovkit/cni/shim.cflags "$context.tmp/"
 # sriovkit's own wheel from this tree; a fixed SOURCE_DATE_EPOCH keeps its bytes (and so the
 # build's layer cache) the same while the tree is.
 SOURCE_DATE_EPOCH=315532800 \
