@@ -112,12 +112,19 @@ class AgentContainer:
         proc = self.podman("logs", self.name, check=False)
         return proc.stdout + proc.stderr
 
-    def start(self, timeout: float = 120.0) -> None:
-        """Start it; return once it logs that it serves (after its replay and the install)."""
+    def start(self, timeout: float = 120.0, probe: list[str] | None = None) -> None:
+        """Start it; return once it serves (after its replay and the install): once it logs so
+        (`-v`), or with `probe`, once that command exits 0 in the container (as kubelet runs
+        a startup probe)."""
         served_before = self.logs().count("serving CNI requests")
         self.podman("start", self.name)
         deadline = time.monotonic() + timeout
-        while self.logs().count("serving CNI requests") <= served_before:
+        while True:
+            if probe is not None:
+                if self.podman("exec", self.name, *probe, check=False).returncode == 0:
+                    return
+            elif self.logs().count("serving CNI requests") > served_before:
+                return
             state = self.podman("inspect", "--format", "{{.State.Status}}", self.name).stdout
             if state.strip() != "running" or time.monotonic() > deadline:
                 raise AssertionError(
