@@ -17,8 +17,8 @@
 #   3. wheels: sriovkit's dependencies for CPython 3.11 manylinux (bookworm's python3) by
 #      `pip download`, sriovkit's own wheel by `pip wheel` from this tree;
 #   4. `podman build --pull=never --network=none` over a context of those and shim.c.
-# podman runs with its own containers.conf and storage (overlay) under the cache directory: nothing
-# in /etc/containers is read or written, and the image lives in $CACHE/storage.
+# podman runs with its own containers.conf and storage (overlay) under the cache directory:
+# nothing in /etc/containers is read or written, and the image lives in $CACHE/storage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -156,7 +156,8 @@ fi
 # nothing to do.
 inputs=$( { cat Containerfile "$CACHE/debs/key" "$wheels/key" deploy/IMAGE pyproject.toml README.md
             stat -c '%s %Y' "$CACHE/base.tar"
-            find src -name '*.egg-info' -prune -o -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum)
+            find src -name '*.egg-info' -prune -o -type f ! -name '*.pyc' -print0 |
+                sort -z | xargs -0 sha256sum; } | sha256sum)
 if [ "$(cat "$CACHE/image.key" 2>/dev/null)" = "$inputs" ] && podman image exists "$IMAGE"; then
     step "$IMAGE is up to date"
     build=0
@@ -183,8 +184,8 @@ mv "$context.tmp" "$context"
 
 # 4. The build. --network=none: a RUN step that tried to fetch anything would fail.
 step "podman build $IMAGE"
-podman build --pull=never --network=none --layers \
-    --build-arg "BASE=$BASE" -f "$repo/Containerfile" -t "$IMAGE" "$context" > "$CACHE/build.log" 2>&1 ||
+podman build --pull=never --network=none --layers --build-arg "BASE=$BASE" \
+    -f "$repo/Containerfile" -t "$IMAGE" "$context" > "$CACHE/build.log" 2>&1 ||
     { tail -30 "$CACHE/build.log" >&2; exit 1; }
 # The build stage's layers are untagged: pruning them would defeat the next build's cache, so
 # only those of builds older than a day go.
