@@ -187,9 +187,12 @@ step "podman build $IMAGE"
 podman build --pull=never --network=none --layers --build-arg "BASE=$BASE" \
     -f "$repo/Containerfile" -t "$IMAGE" "$context" > "$CACHE/build.log" 2>&1 ||
     { tail -30 "$CACHE/build.log" >&2; exit 1; }
-# The build stage's layers are untagged: pruning them would defeat the next build's cache, so
-# only those of builds older than a day go.
-podman image prune -f --filter until=24h >/dev/null 2>&1 || true
+# The build stage (gcc and the .debs: the slow layers) gets a name of its own, so that its
+# layers stay for the next build's cache when every unnamed image of earlier builds is pruned.
+podman build --pull=never --network=none --layers --build-arg "BASE=$BASE" --target build \
+    -f "$repo/Containerfile" -t "${IMAGE%:*}-build:cache" "$context" >> "$CACHE/build.log" 2>&1 ||
+    { tail -30 "$CACHE/build.log" >&2; exit 1; }
+podman image prune -f >/dev/null
 echo "$inputs" > "$CACHE/image.key"
 fi
 id=$(podman image inspect --format '{{.Id}}' "$IMAGE")
