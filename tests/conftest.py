@@ -57,23 +57,35 @@ def runtime_tier_missing() -> str | None:
     return None
 
 
-def _gate_runtime_tier(items: list[pytest.Item]) -> None:
-    """Skip `runtime` tests with the reason where podman cannot run them; in CI, fail."""
-    runtime = [item for item in items if item.get_closest_marker("runtime") is not None]
-    if not runtime:
-        return
+@cache
+def image_tier_missing() -> str | None:
+    """Why the image tier (build the agent image with podman, run it) cannot run, or None."""
     reason = runtime_tier_missing()
-    if reason is None:
+    if reason is not None:
+        return reason.replace("runtime tier", "image tier")
+    cached_base = Path("/var/cache/sriovkit-image/base.tar").is_file()
+    if shutil.which("debootstrap") is None and not cached_base:
+        return "image tier needs `debootstrap` for the image's base (make bootstrap)"
+    return None
+
+
+def _gate_podman_tier(items: list[pytest.Item], marker: str, missing: str | None) -> None:
+    """Skip tests marked `marker` with the reason where podman cannot run them; in CI, fail."""
+    tier = [item for item in items if item.get_closest_marker(marker) is not None]
+    if not tier or missing is None:
         return
     if os.environ.get("CI"):
-        raise pytest.UsageError(f"CI must run the runtime tier, but {reason}")
-    for item in runtime:
-        item.add_marker(pytest.mark.skip(reason=reason))
+        raise pytest.UsageError(f"CI must run the {marker} tier, but {missing}")
+    for item in tier:
+        item.add_marker(pytest.mark.skip(reason=missing))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip `root` tests with the reason where the tier cannot run; in CI that is a failure."""
-    _gate_runtime_tier(items)
+    if any(item.get_closest_marker("runtime") for item in items):
+        _gate_podman_tier(items, "runtime", runtime_tier_missing())
+    if any(item.get_closest_marker("image") for item in items):
+        _gate_podman_tier(items, "image", image_tier_missing())
     if not any("root" in item.keywords for item in items):
         return
     reason = root_tier_missing()

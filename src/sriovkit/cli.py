@@ -25,6 +25,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("sriovkit.commands.lab", "lab"),
     "agent": ("sriovkit.commands.agent", "agent"),
     "install-cni": ("sriovkit.commands.agent", "install_cni"),
+    "agent-status": ("sriovkit.commands.agent_status", "agent_status"),
     "dp": ("sriovkit.commands.dp", "dp"),
 }
 
