@@ -21,10 +21,12 @@ import contextlib
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -235,6 +237,22 @@ class FakeKubelet:
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.sock.unlink()
+
+
+def wait_cni_socket(path: Path, timeout: float = 30.0) -> None:
+    """Wait until the agent's CNI service accepts connections on `path`. The agent starts its
+    device plugin first, so kubelet may see the pool a moment before the CNI socket serves."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the agent's CNI socket {path} never served") from None
+            else:
+                return
+        time.sleep(0.02)
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fake_kubelet import FakeKubelet, dp_agent, short_root
+from fake_kubelet import FakeKubelet, dp_agent, short_root, wait_cni_socket
 from fake_podresources import FakePodResources
 
 from sriovkit.cli import cli
@@ -118,6 +118,7 @@ def test_allocate_then_cni_add_takes_that_vf_and_del_gives_it_back(
                 podres.assign("default", "other", {"app": {RESOURCE: [vfs[0]]}})
                 podres.assign("default", "web", {"app": {RESOURCE: [chosen]}})
                 # Step 3: the sriov CNI, through the shim and the agent.
+                wait_cni_socket(kubelet_dir / "agent.sock")
                 code, result, err = run_cni(shim, "ADD", pod_netns, tmp_path)
                 assert code == 0, (result, err)
                 assert [i.get("pciID") for i in result["interfaces"]] == [chosen]
