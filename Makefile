@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap demo test test-unit test-root test-lab lab-setup lint bench
+.PHONY: bootstrap demo test test-unit test-root test-lab lab-setup node-setup lint bench
 
 bootstrap:
 	@sh scripts/bootstrap.sh
@@ -14,8 +14,13 @@ demo: bootstrap
 lab-setup: bootstrap
 	@$(VENV)/bin/sriovkit lab setup
 
-# Every tier: unit, integration (root), lab (QEMU guest), then lint and types.
-test: bootstrap lab-setup
+# The node tier's kubelet (built from Debian's kubernetes source package), containerd, pause image.
+node-setup: bootstrap
+	@$(VENV)/bin/sriovkit node setup
+
+# Every tier: unit, integration (root), runtime, node (real kubelet), lab (QEMU guest), then lint
+# and types.
+test: bootstrap lab-setup node-setup
 	@bash scripts/test.sh
 
 test-unit: bootstrap
