@@ -100,10 +100,12 @@ def _teardown(node: Node, effects: HostEffects) -> None:
         finally:
             node.notes += effects.restore(node.base)
             node.host.cleanup()
-            if node.notes:
-                print(f"node tier teardown: {'; '.join(node.notes)}", file=sys.stderr)
+            node.notes += [f"{d.name} still runs" for d in node.daemons if d.running()]
+            node.notes += [f"shim {pid} still runs" for pid in node.containerd.shim_pids()]
             if os.environ.get("SRIOVKIT_NODE_KEEP"):  # the daemons' logs and traces, to read
                 print(f"node tier: kept {node.base}", file=sys.stderr)
             else:
                 shutil.rmtree(node.base, ignore_errors=True)
+    # Anything the pods' own removal did not undo is a failure of the tier (cleaned up anyway).
+    assert not node.notes, f"node tier teardown had to clean up: {'; '.join(node.notes)}"
 

@@ -61,12 +61,6 @@ class HostEffects:
         self.existed = {path: path.exists() for path in HOST_DIRS}
         self.netns = set(os.listdir("/run/netns")) if Path("/run/netns").is_dir() else set()
 
-    def changed_sysctls(self) -> dict[str, tuple[str, str]]:
-        """name -> (before, now) for each sysctl kubelet changed."""
-        now = {name: Path("/proc/sys", name).read_text() for name in SYSCTLS}
-        return {n: (self.sysctls[n].strip(), now[n].strip()) for n in SYSCTLS
-                if now[n] != self.sysctls[n]}  # fmt: skip
-
     def restore(self, under: Path) -> list[str]:
         """Undo everything; return what had to be cleaned up besides the sysctls."""
         for name, value in self.sysctls.items():
@@ -230,12 +224,30 @@ class Kubelet:
         self.read_only_port = free_port()
         self.config = base / "kubelet.yaml"
         self.config.write_text(json.dumps(self.configuration(), indent=1))
-        argv = [
+        kubelet = [
             str(binary), "--config", str(self.config), "--container-runtime=remote",
             f"--container-runtime-endpoint=unix://{containerd.sock}",
             f"--root-dir={KUBELET_DIR}", f"--hostname-override={NODE_NAME}", "--v=4",
         ]  # fmt: skip
-        self.daemon = Traced("kubelet", argv, base)
+        self.daemon = Traced("kubelet", [*self.private_resolver(), *kubelet], base)
+
+    def private_resolver(self) -> list[str]:
+        """The command prefix that runs kubelet with its own /etc/resolv.conf and /etc/hosts.
+
+        kubelet resolves its node name (`net.LookupIP`, for the node's addresses) each time it
+        builds its node object, which a standalone kubelet does at every pod admission: with the
+        host's resolver that is a DNS query off the machine. So kubelet runs in a private mount
+        namespace where /etc/hosts names the node and /etc/resolv.conf points at 127.0.0.1:
+        any lookup stays on loopback. Only kubelet: containerd must share the host's mounts
+        (the pods' netns under /run/netns), and its trace shows no lookups.
+        """
+        resolv, hosts = self.base / "resolv.conf", self.base / "hosts"
+        resolv.write_text("nameserver 127.0.0.1\n")
+        hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 {NODE_NAME}\n")
+        script = ('mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && '
+                  'shift 2 && exec "$@"')  # fmt: skip
+        return ["unshare", "--mount", "--propagation", "private", "--",
+                "sh", "-c", script, "sh", str(resolv), str(hosts)]  # fmt: skip
 
     def configuration(self) -> dict[str, Any]:
         """The KubeletConfiguration (JSON is YAML too)."""
