@@ -125,6 +125,15 @@ def test_vf_losing_carrier_drops_allocatable(node: Node) -> None:
         subprocess.run(["ip", "link", "set", pair.peer, "down"], check=True)
         fewer = [vf for vf in pool if vf != pair.vf]
         wait_until(f"kubelet to drop {pair.vf}", lambda: healthy_devices(RESOURCE) == fewer)
+        # kubelet admits by that count: a pod asking for the whole pool is refused now.
+        refused = (f"requested number of devices unavailable for {RESOURCE}. "
+                   f"Requested: {len(pool)}, Available: {len(fewer)}")  # fmt: skip
+        node.kubelet.add_pod(vf_pod("wholepool", len(pool)))
+        try:
+            wait_until("kubelet to refuse the pod",
+                       lambda: refused in node.kubelet.daemon.log_text())  # fmt: skip
+        finally:
+            node.kubelet.remove_pod("wholepool")
         subprocess.run(["ip", "link", "set", pair.peer, "up"], check=True)
         wait_until(f"kubelet to take {pair.vf} back", lambda: healthy_devices(RESOURCE) == pool)
     finally:

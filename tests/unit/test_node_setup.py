@@ -31,6 +31,11 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+
+Types: deb
 URIs: http://example.org/other
 Suites: stable
 Components: main

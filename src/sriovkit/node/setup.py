@@ -38,6 +38,9 @@ PAUSE_IMAGE = "localhost/sriovkit/pause:3.4"
 # What the tier runs (always kept installed) and what only building needs.
 RUNTIME_PACKAGES = ("containerd", "runc", "strace", "containernetworking-plugins")
 BUILD_PACKAGES = ("golang-1.19-go", "dpkg-dev", "gcc", "libc6-dev")
+# The build is known to work with Debian 12's kubernetes source (1.20) and its golang-1.19-go;
+# on other releases it is not attempted (a cache built on Debian 12 is used as it is).
+BUILD_RELEASE = "bookworm"
 SOURCES = Path("/etc/apt/sources.list.d")
 SRC_LIST = SOURCES / "sriovkit-node-src.sources"
 _SRC_HEADER = "# Added by `sriovkit node setup`: Debian's kubernetes source (the kubelet).\n"
@@ -92,9 +95,16 @@ def _ensure_packages(packages: tuple[str, ...], install: bool, log: Log) -> None
         raise NodeUnavailable(str(exc)) from exc
 
 
+def _release_suites(codename: str) -> tuple[str, ...]:
+    # The release, its updates and security suites: where its kubernetes source lives.
+    # Not backports (another version, and one more index to download).
+    return (codename, f"{codename}-updates", f"{codename}-security")
+
+
 def deb_src_stanzas(text: str, codename: str) -> list[str]:
     """deb822 `deb-src` stanzas for the `deb` stanzas of `text` that carry release `codename`
-    (its -updates and -security suites included): the same archive hosts, keys and components."""
+    (its -updates and -security suites, not backports): the same archive hosts, keys and
+    components."""
     out = []
     for stanza in text.split("\n\n"):
         fields: dict[str, str] = {}
@@ -104,7 +114,7 @@ def deb_src_stanzas(text: str, codename: str) -> list[str]:
                 fields[key.strip()] = value.strip()
         if "deb" not in fields.get("Types", "").split():
             continue
-        suites = [s for s in fields.get("Suites", "").split() if s.split("-")[0] == codename]
+        suites = [s for s in fields.get("Suites", "").split() if s in _release_suites(codename)]
         if not suites or fields.get("Enabled", "yes") == "no":
             continue
         lines = ["Types: deb-src", f"URIs: {fields.get('URIs', '')}", f"Suites: {' '.join(suites)}",
@@ -123,7 +133,7 @@ def deb_src_lines(text: str, codename: str) -> list[str]:
         if not words or words[0] != "deb":
             continue
         suite = next((w for w in words[2:] if not w.startswith("[") and "://" not in w), "")
-        if suite.split("-")[0] == codename and "]" not in suite:
+        if suite in _release_suites(codename):
             out.append("deb-src" + line.strip()[3:])
     return out
 
@@ -210,6 +220,11 @@ def ensure_node(cache: Path, *, install: bool = True, log: Log = _quiet) -> Node
     codename = debian.debian_codename()
     if codename is None:
         raise NodeUnavailable("the node tier builds its kubelet from Debian's archive: not Debian")
+    if codename != BUILD_RELEASE and _load_manifest(cache) is None:
+        raise NodeUnavailable(
+            f"the kubelet is built from Debian {BUILD_RELEASE}'s kubernetes source with its "
+            f"golang-1.19-go; this is {codename}: copy a {BUILD_RELEASE}-built {cache} here"
+        )
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
