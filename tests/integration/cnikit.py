@@ -37,16 +37,50 @@ def cni_plugins_missing() -> str | None:
     return None
 
 
-def install_shim(bin_dir: Path, agent_socket: Path, state: Path, root: Path) -> Path:
-    """`sriovkit --root ROOT install-cni --bin-dir BIN_DIR --socket SOCK --state-dir STATE`.
+SHIM_KINDS = ("python", "static")
+"""The two shims every CNI process-level test runs through (the `shim_kind` fixture)."""
+_BUILT: dict[str, Path] = {}
 
-    The settings are baked into the shim and win over the environment a test (or a runtime)
-    runs the plugin with; the installed plugin's path is returned.
+
+def static_shim_binary() -> Path:
+    """The static shim, compiled once per test session (then installed with --shim-binary)."""
+    if "static" not in _BUILT:
+        from sriovkit.cni import cshim  # noqa: PLC0415
+
+        compiler = cshim.find_compiler()
+        assert compiler is not None, "the static shim's tests need a C compiler (cc)"
+        out = Path(tempfile.mkdtemp(prefix="skshim", dir="/tmp")) / "shim"
+        out.write_bytes(cshim.compile_shim(compiler))
+        out.chmod(0o755)
+        _BUILT["static"] = out
+    return _BUILT["static"]
+
+
+def install_shim(
+    bin_dir: Path,
+    agent_socket: Path,
+    state: Path,
+    root: Path,
+    kind: str = "python",
+    fallback: str | None = None,
+) -> Path:
+    """`sriovkit --root ROOT install-cni --bin-dir BIN_DIR --socket SOCK --state-dir STATE
+    --shim KIND [--shim-binary BUILT] --fallback PYTHON|none`.
+
+    The settings are fixed at install and win over the environment a test (or a runtime)
+    runs the plugin with; the installed plugin's path is returned. Both kinds get the
+    in-process fallback unless `fallback` says otherwise (the static shim runs this
+    interpreter, the venv's, which can import sriovkit), so they behave alike.
     """
     from sriovkit.cli import cli  # noqa: PLC0415
 
     args = ["--root", str(root), "install-cni", "--bin-dir", str(bin_dir)]
-    args += ["--socket", str(agent_socket), "--state-dir", str(state)]
+    args += ["--socket", str(agent_socket), "--state-dir", str(state), "--shim", kind]
+    if kind == "static":
+        args += ["--shim-binary", str(static_shim_binary())]
+        args += ["--fallback", fallback or sys.executable]
+    elif fallback is not None:
+        args += ["--fallback", fallback]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     return bin_dir / "sriov"
@@ -333,6 +367,7 @@ def which_ip() -> bool:
 __all__ = [
     "CNI_BIN",
     "NO_AGENT",
+    "SHIM_KINDS",
     "AgentProcess",
     "CniLab",
     "Outcome",
@@ -343,5 +378,6 @@ __all__ = [
     "ip_links",
     "running_agent",
     "short_dir",
+    "static_shim_binary",
     "wait_for_socket",
 ]

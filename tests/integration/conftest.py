@@ -12,8 +12,16 @@ from pathlib import Path
 
 import pytest
 from attach_lab import Lab, drop_netns, make_netns
+from cnikit import SHIM_KINDS
 
 from sriovkit.sim.veth import VethHost, create_veth_host
+
+
+@pytest.fixture(params=SHIM_KINDS)
+def shim_kind(request: pytest.FixtureRequest) -> str:
+    """Which installed shim a CNI process-level test runs through: the Python one or the
+    static C one (`cnikit.install_shim`)."""
+    return str(request.param)
 
 
 @pytest.fixture

@@ -157,6 +157,7 @@ def test_bad_input(
     lab: CniLab,
     pod: Path,
     mode: str,
+    shim_kind: str,
     request: pytest.FixtureRequest,
     case: str,
     conf_change: dict[str, Any] | bytes,
@@ -164,9 +165,9 @@ def test_bad_input(
     code: int,
 ) -> None:
     lab.agent_socket = request.getfixturevalue("agent").socket if mode == "agent" else NO_AGENT
-    # The socket is baked into the shim at install: one shim per mode.
-    lab.shim = install_shim(lab.state.parent / f"bin-{mode}", lab.agent_socket, lab.state,
-                            lab.host.root)  # fmt: skip
+    # The socket is fixed at install: one shim per mode (and kind).
+    lab.shim = install_shim(lab.state.parent / f"bin-{mode}-{shim_kind}", lab.agent_socket,
+                            lab.state, lab.host.root, shim_kind)  # fmt: skip
     before = lab.snapshot()
     env = lab.env("ADD", uuid.uuid4().hex, pod)
     for key, value in env_change.items():

@@ -682,14 +682,16 @@ def expectations(
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[CniLab, Agent]]:
+def world(tmp_path: Path, shim_kind: str) -> Iterator[tuple[CniLab, Agent]]:
     with short_dir() as directory:
         agent = Agent(directory)
         host = create_veth_host(
             tmp_path / "host", "82576", vfs=3, prefix="skr" + uuid.uuid4().hex[:4]
         )
         try:
-            shim = install_shim(tmp_path / "bin", agent.socket, tmp_path / "state", host.root)
+            shim = install_shim(
+                tmp_path / "bin", agent.socket, tmp_path / "state", host.root, shim_kind
+            )
             lab = CniLab(host, tmp_path / "state", tmp_path / "ipam", shim, agent.socket)
             try:
                 agent.start()

@@ -57,10 +57,14 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def make_lab(tmp_path: Path, agent_socket: Path, vfs: int = 4) -> CniLab:
+def make_lab(
+    tmp_path: Path, agent_socket: Path, kind: str, vfs: int = 4, fallback: str | None = None
+) -> CniLab:
     host = create_veth_host(tmp_path / "host", "82576", vfs=vfs, prefix="sk" + uuid.uuid4().hex[:4])
     try:
-        shim = install_shim(tmp_path / "bin", agent_socket, tmp_path / "state", host.root)
+        shim = install_shim(
+            tmp_path / "bin", agent_socket, tmp_path / "state", host.root, kind, fallback
+        )
     except BaseException:
         host.cleanup()  # real veth pairs: never leak them when set-up fails half-way
         raise
@@ -68,10 +72,12 @@ def make_lab(tmp_path: Path, agent_socket: Path, vfs: int = 4) -> CniLab:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, mode: str, request: pytest.FixtureRequest) -> Iterator[CniLab]:
+def lab(
+    tmp_path: Path, mode: str, shim_kind: str, request: pytest.FixtureRequest
+) -> Iterator[CniLab]:
     # Without an agent, connect() fails and the shim goes in-process.
     sock = request.getfixturevalue("agent").socket if mode == "agent" else NO_AGENT
-    made = make_lab(tmp_path, sock)
+    made = make_lab(tmp_path, sock, shim_kind)
     try:
         yield made
     finally:
@@ -309,14 +315,16 @@ def test_concurrent_adds_on_one_vf_exactly_one_wins(lab: CniLab) -> None:
 # --- the agent going away ------------------------------------------------------------------------
 
 
-def test_killed_agent_leaves_a_stale_socket_and_the_shim_goes_in_process(tmp_path: Path) -> None:
+def test_killed_agent_leaves_a_stale_socket_and_the_shim_goes_in_process(
+    tmp_path: Path, shim_kind: str
+) -> None:
     with short_dir() as directory:
-        killed_agent_then_new_one(tmp_path, directory)
+        killed_agent_then_new_one(tmp_path, directory, shim_kind)
 
 
-def killed_agent_then_new_one(tmp_path: Path, directory: Path) -> None:
+def killed_agent_then_new_one(tmp_path: Path, directory: Path, kind: str) -> None:
     with running_agent(directory) as running:
-        lab = make_lab(tmp_path, running.socket)
+        lab = make_lab(tmp_path, running.socket, kind)
         try:
             vf = lab.host.pairs[0].vf
             before = lab.snapshot()
@@ -363,13 +371,13 @@ class HangUp:
         self.server.close()
 
 
-def test_agent_dying_mid_request(tmp_path: Path) -> None:
+def test_agent_dying_mid_request(tmp_path: Path, shim_kind: str) -> None:
     with short_dir() as directory:
-        agent_dying_mid_request(tmp_path, directory / "agent.sock")
+        agent_dying_mid_request(tmp_path, directory / "agent.sock", shim_kind)
 
 
-def agent_dying_mid_request(tmp_path: Path, path: Path) -> None:
-    lab = make_lab(tmp_path, path)
+def agent_dying_mid_request(tmp_path: Path, path: Path, kind: str) -> None:
+    lab = make_lab(tmp_path, path, kind)
     hang = HangUp(path)
     try:
         vf = lab.host.pairs[0].vf

@@ -43,11 +43,11 @@ def agent() -> Iterator[AgentProcess]:
 
 
 @pytest.fixture(params=["agent", "in-process"])
-def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CniLab]:
+def lab(tmp_path: Path, shim_kind: str, request: pytest.FixtureRequest) -> Iterator[CniLab]:
     sock = request.getfixturevalue("agent").socket if request.param == "agent" else NO_AGENT
     host = create_veth_host(tmp_path / "host", "82576", vfs=3, prefix="skr" + uuid.uuid4().hex[:4])
     try:
-        shim = install_shim(tmp_path / "bin", sock, tmp_path / "state", host.root)
+        shim = install_shim(tmp_path / "bin", sock, tmp_path / "state", host.root, shim_kind)
         made = CniLab(host, tmp_path / "state", tmp_path / "ipam", shim, sock)
         try:
             yield made

@@ -121,19 +121,19 @@ def _answer(env: Any, stdin: bytes, **kw: Any) -> tuple[int, bytes]:
 
 
 def test_cni_service_starts_serves_and_stops_alone(sock_path: Path) -> None:
-    service = CniService(Agent(sock_path, run=_answer), warm_up=False)
+    service = CniService(Agent(sock_path, run=_answer), warm_up=False, replay=False)
     exits: list[BaseException | None] = []
     service.start(exits.append)
     try:
         code, out = shim.call_agent(str(sock_path), shim.encode_request({}, b"x"), timeout=10)
         assert (code, out) == (0, b"ok:x")
         with pytest.raises(Busy, match="another sriovkit agent"):
-            CniService(Agent(sock_path), warm_up=False).start(exits.append)
+            CniService(Agent(sock_path), warm_up=False, replay=False).start(exits.append)
     finally:
         service.stop()
     assert not sock_path.exists() and exits == []
     # Started again after a stop: the socket and the lock are free.
-    again = CniService(Agent(sock_path, run=_answer), warm_up=False)
+    again = CniService(Agent(sock_path, run=_answer), warm_up=False, replay=False)
     again.start(exits.append)
     again.stop()
     assert exits == []
@@ -141,7 +141,7 @@ def test_cni_service_starts_serves_and_stops_alone(sock_path: Path) -> None:
 
 def test_cni_service_reports_a_server_that_dies(sock_path: Path) -> None:
     agent = Agent(sock_path, run=_answer)
-    service = CniService(agent, warm_up=False)
+    service = CniService(agent, warm_up=False, replay=False)
     died = threading.Event()
     exits: list[BaseException | None] = []
 

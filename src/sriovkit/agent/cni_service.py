@@ -1,7 +1,9 @@
 """The CNI socket server as one of the agent's services (see `supervisor`).
 
-`start()` warms the CNI path, takes the agent lock and the socket (`server.Agent.open`), then
-serves on a thread of its own; `stop()` stops reading, finishes the requests already read and
+`start()` warms the CNI path, takes the agent lock and the socket (`server.Agent.open`), replays
+the pending-DEL journal and installs the CNI shims when asked (`replay`; shims connecting
+meanwhile wait in the listen backlog), then serves on a thread of its own; `stop()` stops
+reading, finishes the requests already read and
 removes the socket. A request costs exactly what it costs in `server.Agent`: the service only
 wraps its lifecycle.
 """
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sriovkit.agent.protocol import Limits
+from sriovkit.agent.replay import CniInstall, replay_pending
 from sriovkit.agent.server import Agent
 from sriovkit.agent.supervisor import OnExit
 from sriovkit.cni.dispatch import host_context, root_of
@@ -53,23 +56,46 @@ class CniService:
 
     name = "cni"
 
-    def __init__(self, agent: Agent, *, warm_up: bool = True) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        warm_up: bool = True,
+        replay: bool = True,
+        install: CniInstall | None = None,
+    ) -> None:
         self.agent = agent
         self.warm_up = warm_up
+        self.replay = replay
+        self.install = install
         self._thread: threading.Thread | None = None
         self._stopping = False
 
     @classmethod
-    def at(cls, path: Path, defaults: Mapping[str, str] | None = None) -> CniService:
+    def at(
+        cls,
+        path: Path,
+        defaults: Mapping[str, str] | None = None,
+        install: CniInstall | None = None,
+    ) -> CniService:
         """The production service: an `Agent` on `path` with the agent's request defaults."""
-        return cls(Agent(path, defaults))
+        return cls(Agent(path, defaults), install=install)
 
     def start(self, on_exit: OnExit) -> None:
-        """Warm up, open the socket (raises `Busy` when another agent serves it), serve."""
+        """Warm up, open the socket (raises `Busy` when another agent serves it), replay the
+        pending DELs, install the shims, serve."""
         raise_fd_limit(self.agent.limits)
         if self.warm_up:
             warm(self.agent.defaults)
         self.agent.open()
+        try:
+            if self.replay:
+                replay_pending(self.agent.defaults, self.agent.ctx_factory, self.agent.run)
+            if self.install is not None:
+                self.install.run()
+        except BaseException:
+            self.agent.close()
+            raise
         self._stopping = False
 
         def serve() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sriovkit.agent.cni_service import CniService
+from sriovkit.agent.replay import CniInstall
 from sriovkit.agent.server import Agent
 from sriovkit.agent.supervisor import Service, Supervisor
 
@@ -99,16 +100,18 @@ def run_agent(
     *,
     ready: Callable[[Agent], None] | None = None,
     device_plugin: DevicePluginSetup | None = None,
+    install_cni: CniInstall | None = None,
 ) -> None:
     """Run the agent in the foreground until SIGTERM or SIGINT (must be the main thread).
 
     `path` is the CNI socket, `defaults` the settings requests run with unless they name
-    their own; `ready` is called with the CNI server once every service serves.
+    their own; `ready` is called with the CNI server once every service serves. The CNI
+    service replays pending DELs, then installs the shims (`install_cni`), before it serves.
     """
     services: list[Service] = []
     if device_plugin is not None:
         services.extend(_device_plugin(device_plugin))
-    cni = CniService.at(path, defaults)
+    cni = CniService.at(path, defaults, install_cni)
     supervisor = Supervisor([cni, *services])
     supervisor.run(ready=None if ready is None else lambda: ready(cni.agent))
 

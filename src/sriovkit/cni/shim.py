@@ -20,7 +20,15 @@ of, very deep nesting, goes the ordinary way).
 
 When the agent cannot be reached (no socket, refused, or it died, timed out or was overloaded
 before answering anything but an ADD), the shim puts SITE on sys.path and runs `execute` in this
-process: slow (pyroute2 is imported) but the same code on the same state, so DEL always works.
+process: slow (pyroute2 is imported) but the same code on the same state. Without that fallback
+(installed with `--fallback none`, or sriovkit not importable) the rules of the static C shim
+(shim.c) apply, equal on every verb: VERSION is answered here, ADD, CHECK and GC fail with code 11
+and STATUS with 50, naming the socket, and DEL is written durably to the pending-DEL journal
+(`<state dir>/pending-del/<containerID>@<ifname>.del`, the request frame without its deadline)
+and succeeds; the agent replays the journal at start, before it serves (`agent/journal.py`).
+Both shims hold `locks/pending-del.lock` shared while they decide and write, and try the agent
+once more under it: the agent takes it exclusively to replay, once it listens, so an entry is
+either replayed or never written.
 
 A lost ADD (sent, never answered) is not repeated here: it fails with code 11 (try again). Each
 request carries SRIOVKIT_DEADLINE, the wall-clock time at which this shim stops waiting; ADD,
@@ -46,11 +54,19 @@ SOCKET_ENV = b"SRIOVKIT_AGENT_SOCKET"
 # `install-cni` replaces the next line with the socket it bakes in (it looks for it verbatim).
 SOCKET = DEFAULT_SOCKET
 SITE: tuple[str, ...] = ()
+# False: installed with `--fallback none`; no in-process path, the no-agent rules apply.
+FALLBACK = True
 # SRIOVKIT_STATE_DIR / SRIOVKIT_ROOT fixed at install time and sent with every request, so the
 # agent and the in-process fallback always use one state directory and one set of VF locks.
 SETTINGS: dict[bytes, bytes] = {}
 TIMEOUT = 120.0  # seconds for one agent round trip: lock waits 2 x 30 s + IPAM 10 s + slack
 CONNECT_TIMEOUT = 5.0  # seconds to get past a full listen backlog
+
+JOURNAL_DIR = "pending-del"
+"""The pending-DEL journal's directory under the state directory (also read by the agent)."""
+JOURNAL_LOCK = "pending-del.lock"
+"""Its lock file, under the state directory's `locks/`."""
+JOURNAL_SUFFIX = ".del"
 
 MAGIC_REQUEST = b"SKC1"
 MAGIC_ANSWER = b"SKR1"
@@ -288,8 +304,10 @@ def version_answer(stdin: bytes) -> bytes | None:
         return None
     except (_Invalid, ValueError):  # UnicodeDecodeError is a ValueError
         version = None
-    if version not in VERSIONS:
-        version = VERSIONS[-1]
+    return _version_json(version if version in VERSIONS else VERSIONS[-1])
+
+
+def _version_json(version: str) -> bytes:
     listed = ",".join('"' + v + '"' for v in VERSIONS)
     return ('{"cniVersion":"%s","supportedVersions":[%s]}\n' % (version, listed)).encode()  # noqa: UP031
 
@@ -372,23 +390,175 @@ def call_agent(path: str, request: bytes, timeout: float = TIMEOUT) -> tuple[int
         sock.close()
 
 
-def in_process(env: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes]:
-    """Run the plugin in this process (the agent is not there)."""
+def _fallback_execute() -> object | None:
+    """`dispatch.execute` when the in-process path is available, else None."""
+    if not FALLBACK:
+        return None
     for entry in reversed(SITE):
         if entry not in sys.path:
             sys.path.insert(0, entry)
     try:
         from sriovkit.cni.dispatch import execute  # noqa: PLC0415 - the slow path only
-    except ImportError as exc:
-        return 1, error_json(
-            999, "sriovkit agent unreachable and sriovkit not importable", str(exc)
-        )
+    except ImportError:
+        return None
+    return execute
+
+
+def in_process(env: dict[bytes, bytes], stdin: bytes, why: str) -> tuple[int, bytes]:
+    """Run the plugin in this process (the agent is not there), or the no-agent rules."""
+    execute = _fallback_execute()
+    if execute is None:
+        return no_agent(env, stdin, why)
     text = {
         k.decode("utf-8", "surrogateescape"): v.decode("utf-8", "surrogateescape")
         for k, v in env.items()
         if k != DEADLINE_ENV  # ours to send, not a setting of the plugin
     }
-    return execute(text, stdin)
+    return execute(text, stdin)  # type: ignore[operator, no-any-return]
+
+
+# --- no agent, no fallback: the pending-DEL journal ---------------------------------------------
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_QUOTE_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-~")
+
+
+def journal_name(container_id: bytes, ifname: bytes) -> str | None:
+    """`<containerID>@<ifname %-quoted>.del`, or None when either is not valid
+    (`model/journal.py` holds the same rule; a test keeps the two equal)."""
+    cid = container_id.decode("ascii", "replace")
+    if not 0 < len(cid) <= 200 or not cid[0].isalnum() or not _ID_CHARS.issuperset(cid):
+        return None
+    if not 0 < len(ifname) < 16 or ifname in (b".", b".."):
+        return None
+    if any(c in b"/: \t\n\r\v\f\x1c\x1d\x1e\x1f\0" for c in ifname):
+        return None
+    quoted = "".join(chr(c) if c in _QUOTE_SAFE else "%%%02X" % c for c in ifname)  # noqa: UP031
+    return cid + "@" + quoted + JOURNAL_SUFFIX
+
+
+def _open_dir(name: str, dfd: int | None = None) -> int:
+    """A directory (under `dfd`), created 0700 when missing; never through a symlink."""
+    flags = posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC
+    try:
+        return posix.open(name, flags, dir_fd=dfd)
+    except FileNotFoundError:
+        pass
+    if dfd is None:
+        parts = name.split("/")
+        for n in range(2, len(parts)):
+            try:  # noqa: SIM105 - contextlib is not built in
+                posix.mkdir("/".join(parts[:n]), 0o755)
+            except FileExistsError:
+                pass
+    try:  # noqa: SIM105
+        posix.mkdir(name, 0o700, dir_fd=dfd)
+    except FileExistsError:
+        pass
+    fd = posix.open(name, flags, dir_fd=dfd)
+    posix.fchmod(fd, 0o700)
+    if dfd is not None:
+        posix.fsync(dfd)
+    return fd
+
+
+def _journal_write(dfd: int, name: str, data: bytes) -> None:
+    import fcntl  # noqa: PLC0415 - not built in; only on this path
+
+    try:
+        st = posix.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        pass
+    else:
+        if st.st_mode & 0o170000 != 0o100000:
+            raise OSError(0, f"pending DEL {name} is not a regular file; refusing")
+    tmp = f".{name}.{posix.getpid()}.{time.monotonic_ns()}.tmp"
+    flags = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC
+    fd = posix.open(tmp, flags, 0o600, dir_fd=dfd)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # the sweep tells a live writer's temp by its lock
+            posix.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[posix.write(fd, view) :]
+            posix.fsync(fd)
+            posix.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        finally:
+            posix.close(fd)
+    except BaseException:
+        try:  # noqa: SIM105
+            posix.unlink(tmp, dir_fd=dfd)
+        except OSError:
+            pass
+        raise
+    posix.fsync(dfd)
+
+
+def journal_del(env: dict[bytes, bytes], stdin: bytes, unavailable: str) -> tuple[int, bytes]:
+    """Write this DEL to the pending-DEL journal (or, if an agent now listens, send it there)."""
+    import fcntl  # noqa: PLC0415
+
+    name = journal_name(env.get(b"CNI_CONTAINERID", b""), env.get(b"CNI_IFNAME", b""))
+    if name is None:
+        bad = "CNI_CONTAINERID is not a valid container id"
+        if journal_name(env.get(b"CNI_CONTAINERID", b""), b"eth0") is not None:
+            bad = "CNI_IFNAME is not a valid interface name"
+        return 1, error_json(4, "cannot journal DEL: " + bad, unavailable)
+    state = env.get(b"SRIOVKIT_STATE_DIR", b"").decode("utf-8", "surrogateescape")
+    fds: list[int] = []
+    try:
+        root = _open_dir(state)
+        fds.append(root)
+        locks = _open_dir("locks", root)
+        fds.append(locks)
+        journal = _open_dir(JOURNAL_DIR, root)
+        fds.append(journal)
+        flags = posix.O_RDWR | posix.O_CREAT | posix.O_NOFOLLOW | posix.O_CLOEXEC
+        lock = posix.open(JOURNAL_LOCK, flags, 0o600, dir_fd=locks)
+        fds.append(lock)
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        # Once more under the shared lock: an agent replays only once it holds it exclusively
+        # (after it listens), so it either sees this entry or answers this DEL.
+        try:
+            sock = _connect(SOCKET, time.monotonic() + TIMEOUT)
+        except AgentUnreachable:
+            pass
+        else:
+            sock.close()
+            for fd in reversed(fds):
+                posix.close(fd)
+            fds.clear()
+            try:
+                env[DEADLINE_ENV] = repr(time.time() + TIMEOUT).encode()
+                return call_agent(SOCKET, encode_request(env, stdin), TIMEOUT)
+            except (AgentUnreachable, AgentLost):
+                return journal_del(env, stdin, unavailable)
+        env.pop(DEADLINE_ENV, None)
+        _journal_write(journal, name, encode_request(env, stdin))
+    except OSError as exc:
+        where = f"state directory {state}"
+        return 1, error_json(11, _unavailable(), f"{where}: {exc.strerror or exc}")
+    finally:
+        for fd in reversed(fds):
+            posix.close(fd)
+    return 0, b""
+
+
+def _unavailable() -> str:
+    return f"sriovkit agent at {SOCKET} unavailable"
+
+
+def no_agent(env: dict[bytes, bytes], stdin: bytes, why: str) -> tuple[int, bytes]:
+    """No agent and no in-process path: what shim.c does in the same case."""
+    command = env.get(b"CNI_COMMAND", b"")
+    if command == b"VERSION":  # only a config version_answer was unsure of gets here
+        return 0, _version_json(VERSIONS[-1])
+    if command == b"STATUS":
+        return 1, error_json(50, _unavailable(), why)
+    if command != b"DEL":
+        return 1, error_json(11, _unavailable(), why)
+    return journal_del(env, stdin, why)
 
 
 def run(env: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes]:
@@ -401,17 +571,17 @@ def run(env: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes]:
         if answer is not None:
             return 0, answer
     if env.get(b"SRIOVKIT_AGENT") == b"off":
-        return in_process(env, stdin)
+        return in_process(env, stdin, "SRIOVKIT_AGENT=off")
     # The deadline is when this shim stops waiting; the agent does not start an ADD after it.
     env[DEADLINE_ENV] = repr(time.time() + TIMEOUT).encode()
     try:
         return call_agent(SOCKET, encode_request(env, stdin), TIMEOUT)
-    except AgentUnreachable:
-        return in_process(env, stdin)
+    except AgentUnreachable as exc:
+        return in_process(env, stdin, str(exc))
     except AgentLost as exc:
         if command == b"ADD":
             return 1, error_json(11, "sriovkit agent failed during ADD; try again", str(exc))
-        return in_process(env, stdin)
+        return in_process(env, stdin, str(exc))
 
 
 def main() -> int:

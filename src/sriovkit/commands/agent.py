@@ -54,6 +54,17 @@ def _socket_default() -> Path:
     help="Device plugin: Register on kubelet.sock, or a socket in plugins_registry/ for "
     "kubelet's plugin watcher.",
 )
+@click.option(
+    "--install-cni-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="At start, after replaying pending DELs and before serving, install the CNI shims "
+    "(static when it can be had, else Python; no fallback) into this directory.",
+)
+@click.option(
+    "--shim-binary",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A prebuilt static shim to install (else it is compiled, if a C compiler is present).",
+)
 @click.pass_obj
 def agent(
     env: CliEnv,
@@ -65,6 +76,8 @@ def agent(
     kubelet_dir: Path,
     cdi: bool,
     dp_registration: str,
+    install_cni_dir: Path | None,
+    shim_binary: Path | None,
 ) -> None:
     """Run the node agent in the foreground: serve the `sriov` CNI shim (and, with
     --device-plugin, kubelet's device plugin API) until SIGTERM."""
@@ -96,7 +109,15 @@ def agent(
     elif dp_config is not None or cdi:
         raise InvalidInput("--dp-config" if dp_config is not None else "--cdi",
                            "needs --device-plugin")  # fmt: skip
-    run_agent(path, defaults, device_plugin=setup)
+    if shim_binary is not None and install_cni_dir is None:
+        raise InvalidInput("--shim-binary", "needs --install-cni-dir")
+    install = None
+    if install_cni_dir is not None:
+        from sriovkit.agent.replay import CniInstall  # noqa: PLC0415
+
+        root = Path(env.root).resolve()
+        install = CniInstall(install_cni_dir, path, state, root, shim_binary)
+    run_agent(path, defaults, device_plugin=setup, install_cni=install)
 
 
 @click.command("install-cni")
@@ -107,6 +128,27 @@ def agent(
     help="The runtime's CNI bin dir (e.g. /opt/cni/bin).",
 )
 @click.option("--name", default="sriov", show_default=True, help="The plugin's file name.")
+@click.option(
+    "--shim",
+    "kind",
+    type=click.Choice(["auto", "static", "python"]),
+    default="auto",
+    show_default=True,
+    help="static: the C shim (compiled here, or --shim-binary); python: the Python shim; "
+    "auto: static when it can be had, else python.",
+)
+@click.option(
+    "--shim-binary",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A prebuilt static shim to install instead of compiling one.",
+)
+@click.option(
+    "--fallback",
+    metavar="PYTHON|none",
+    help="A host Python that can import sriovkit: run in-process when the agent is unreachable. "
+    "'none': no fallback (pending DELs are journaled). Default: none for the static shim, the "
+    "installing interpreter for the Python shim.",
+)
 @click.option("--socket", "socket_path", type=click.Path(path_type=Path), help=_SOCKET_HELP)
 @click.option(
     "--state-dir",
@@ -119,6 +161,9 @@ def install_cni(
     env: CliEnv | None,
     bin_dir: Path,
     name: str,
+    kind: str,
+    shim_binary: Path | None,
+    fallback: str | None,
     socket_path: Path | None,
     state_dir: Path | None,
 ) -> None:
@@ -133,8 +178,9 @@ def install_cni(
     # None: invoked outside the `sriovkit` group. Resolved as `agent` resolves it.
     root = Path(env.root).resolve() if env is not None else None
     target, changed = install_shim(
-        bin_dir, name, socket_path or _socket_default(), state_dir=state_dir, root=root
-    )
+        bin_dir, name, socket_path or _socket_default(), state_dir=state_dir, root=root,
+        kind=kind, shim_binary=shim_binary, fallback=fallback,
+    )  # fmt: skip
     click.echo(f"{'installed' if changed else 'unchanged'}: {target}")
 
 
