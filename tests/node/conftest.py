@@ -25,7 +25,7 @@ import pytest
 # The shim and host-snapshot helpers of the integration tier.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from cnikit import CNI_BIN, CniLab, install_shim
+from cnikit import CNI_BIN, CniLab
 from daemons import Traced, wait_until
 from nodekit import KUBELET_DIR, Containerd, HostEffects, Kubelet, healthy_devices
 from nodelab import POOLS, RESOURCE, VFS_PER_PF, Node, busybox_archive, plain_conflist
@@ -62,7 +62,7 @@ def node() -> Iterator[Node]:
     kubelet = Kubelet(base, assets.kubelet, containerd)
     state, ipam = base / "state", base / "ipam"
     agent_sock = base / "agent.sock"
-    shim = install_shim(containerd.cni_bin, agent_sock, state, host.root)
+    shim = containerd.cni_bin / "sriov"  # installed by the agent at start, as in the DaemonSet
     for plugin in ("host-local", "loopback"):
         (containerd.cni_bin / plugin).symlink_to(CNI_BIN / plugin)
     (containerd.cni_conf / "10-sriov.conflist").write_text(json.dumps(plain_conflist(ipam)))
@@ -72,6 +72,7 @@ def node() -> Iterator[Node]:
         sys.executable, "-m", "sriovkit.cli", "--root", str(host.root), "agent", "-v",
         "--socket", str(agent_sock), "--state-dir", str(state), "--device-plugin",
         "--dp-config", str(config), "--kubelet-dir", str(KUBELET_DIR),
+        "--install-cni-dir", str(containerd.cni_bin),
     ], base)  # fmt: skip
     cni = CniLab(host, state, ipam, shim, agent_sock)
     made = Node(base, host, containerd, kubelet, agent, cni,

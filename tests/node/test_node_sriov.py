@@ -91,6 +91,8 @@ def test_static_pod_gets_a_vf_and_gives_it_back_exactly(node: Node) -> None:
     assert "Issuing a GetPreferredAllocation call for container" in log
     assert f"Making allocation request for devices [{vf}] for device plugin {RESOURCE}" in log
     assert any(f"{vf}" in r for r in node.cni.records())
+    # containerd ran the static C shim the agent installed (an ELF binary, not a script).
+    assert node.cni.shim.read_bytes()[:4] == b"\x7fELF"
 
     _stop(node, "vfpod", pod)
     assert node.cni.snapshot() == before
