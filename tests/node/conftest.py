@@ -25,9 +25,10 @@ import pytest
 # The shim and host-snapshot helpers of the integration tier.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
+from agents import AGENT_POD, AgentPaths, HostAgent, PodAgent
 from cnikit import CNI_BIN, CniLab
-from daemons import Traced, wait_until
-from nodekit import KUBELET_DIR, Containerd, HostEffects, Kubelet, healthy_devices
+from daemons import wait_until
+from nodekit import Containerd, HostEffects, Kubelet, healthy_devices
 from nodelab import POOLS, RESOURCE, VFS_PER_PF, Node, busybox_archive, plain_conflist
 
 from sriovkit.node.setup import NodeAssets, default_cache, ensure_node
@@ -39,20 +40,36 @@ def _assets() -> NodeAssets:
 
 
 def _drain(node: Node) -> None:
-    """Remove every static pod and wait until containerd runs none of their containers."""
+    """Remove every static pod but the agent's and wait until they are gone (the agent serves
+    their CNI DELs), then stop the agent; containerd then runs no container at all."""
     for manifest in node.kubelet.manifests.glob("*.json"):
-        manifest.unlink()
-    if node.kubelet.daemon.running() and node.containerd.daemon.running():
-        try:
-            wait_until("kubelet to remove every pod", lambda: not node.containerd.tasks(),
-                       timeout=90)  # fmt: skip
-        except AssertionError as exc:
-            node.notes.append(str(exc))
+        if manifest.stem != AGENT_POD:
+            manifest.unlink()
+    up = node.kubelet.daemon.running() and node.containerd.daemon.running()
+    agent = {node.agent.name} if isinstance(node.agent, PodAgent) else set()
+    try:
+        if up:
+            wait_until("kubelet to remove the test pods",
+                       lambda: node.containerd.pod_names() <= agent, timeout=90)  # fmt: skip
+        node.agent.stop(node.kubelet, node.containerd)
+        if up:
+            wait_until("kubelet to remove every pod", lambda: not node.containerd.tasks())
+    except AssertionError as exc:
+        node.notes.append(str(exc))
+
+
+def _agent(paths: AgentPaths, base: Path) -> HostAgent | PodAgent:
+    """The agent image as a static pod when an archive of it can be had, else on the host."""
+    archive = os.environ.get("SRIOVKIT_NODE_AGENT_ARCHIVE")
+    if os.environ.get("SRIOVKIT_NODE_AGENT") == "host" or not archive:
+        return HostAgent(paths, base)
+    image = os.environ.get("SRIOVKIT_NODE_AGENT_IMAGE", "localhost/sriovkit:0.1.0")
+    return PodAgent(paths, base, image, Path(archive))
 
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[Node]:
-    """A node with the agent run on the host (`sriovkit agent --device-plugin`)."""
+    """A node: containerd, kubelet, the agent (see `_agent`), the simulated host."""
     assets = _assets()
     base = Path(tempfile.mkdtemp(prefix="sknode", dir="/tmp"))  # short: unix socket paths
     effects = HostEffects()
@@ -60,29 +77,26 @@ def node() -> Iterator[Node]:
                             prefix="skn" + uuid.uuid4().hex[:4])  # fmt: skip
     containerd = Containerd(base, assets.pause_image)
     kubelet = Kubelet(base, assets.kubelet, containerd)
-    state, ipam = base / "state", base / "ipam"
-    agent_sock = base / "agent.sock"
-    shim = containerd.cni_bin / "sriov"  # installed by the agent at start, as in the DaemonSet
-    for plugin in ("host-local", "loopback"):
-        (containerd.cni_bin / plugin).symlink_to(CNI_BIN / plugin)
+    paths = AgentPaths(host.root, base / "agent.sock", base / "state", base / "pools.json",
+                       containerd.cni_bin)  # fmt: skip
+    ipam = base / "ipam"
+    for plugin in ("host-local", "loopback"):  # copies: the agent may run in a container
+        shutil.copy2(CNI_BIN / plugin, containerd.cni_bin / plugin)
     (containerd.cni_conf / "10-sriov.conflist").write_text(json.dumps(plain_conflist(ipam)))
-    config = base / "pools.json"
-    config.write_text(json.dumps(POOLS))
-    agent = Traced("agent", [
-        sys.executable, "-m", "sriovkit.cli", "--root", str(host.root), "agent", "-v",
-        "--socket", str(agent_sock), "--state-dir", str(state), "--device-plugin",
-        "--dp-config", str(config), "--kubelet-dir", str(KUBELET_DIR),
-        "--install-cni-dir", str(containerd.cni_bin),
-    ], base)  # fmt: skip
-    cni = CniLab(host, state, ipam, shim, agent_sock)
-    made = Node(base, host, containerd, kubelet, agent, cni,
-                [containerd.daemon, kubelet.daemon, agent])  # fmt: skip
+    paths.config.write_text(json.dumps(POOLS))
+    agent = _agent(paths, base)
+    # The shim is installed by the agent at start, as in the DaemonSet.
+    cni = CniLab(host, paths.state, ipam, containerd.cni_bin / "sriov", paths.socket)
+    daemons = [containerd.daemon, kubelet.daemon]
+    if isinstance(agent, HostAgent):
+        daemons.append(agent.daemon)
+    made = Node(base, host, containerd, kubelet, agent, cni, daemons)
     try:
         containerd.start()
         containerd.import_image(assets.pause_archive)
         containerd.import_image(busybox_archive(base))
         kubelet.start()
-        agent.start()
+        agent.start(kubelet, containerd)
         wait_until(f"kubelet to hold the {len(host.pairs)} VFs of {RESOURCE} as healthy",
                    lambda: len(healthy_devices(RESOURCE) or []) == len(host.pairs))  # fmt: skip
         yield made
@@ -96,7 +110,8 @@ def _teardown(node: Node, effects: HostEffects) -> None:
     finally:
         try:
             node.kubelet.stop()
-            node.agent.stop()
+            if isinstance(node.agent, HostAgent):
+                node.agent.stop(node.kubelet, node.containerd)
             node.notes += node.containerd.stop()
         finally:
             node.notes += effects.restore(node.base)

@@ -184,6 +184,10 @@ class Containerd:
             out[labels.get("io.kubernetes.container.name", "POD")] = pid
         return out
 
+    def pod_names(self) -> set[str]:
+        """The pods of every task containerd runs (CRI's pod-name label)."""
+        return {self.labels(cid).get("io.kubernetes.pod.name", "?") for cid in self.tasks()}
+
     def shim_pids(self) -> list[int]:
         """The shims started by this containerd (their command line names its socket)."""
         pids = []

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents import HostAgent, PodAgent
 from cnikit import CniLab
 from daemons import Traced
 from nodekit import Containerd, Kubelet
@@ -35,9 +36,9 @@ class Node:
     host: VethHost
     containerd: Containerd
     kubelet: Kubelet
-    agent: Traced
+    agent: HostAgent | PodAgent
     cni: CniLab  # snapshot(), records(), leases() of the host, state dir and IPAM data dir
-    daemons: list[Traced] = field(default_factory=list)
+    daemons: list[Traced] = field(default_factory=list)  # the traced ones
     notes: list[str] = field(default_factory=list)
 
 
