@@ -5,9 +5,10 @@ set -eu
 cd "$(dirname "$0")/.."
 
 apt_need=""
-# podman + runc (with conmon, pulled in by podman): the runtime tier's container runtime.
+# podman + runc (with conmon, pulled in by podman): the runtime and image tiers' container
+# runtime; debootstrap: the agent image's base (scripts/build-image.sh).
 for pkg in pciutils pci.ids iproute2 ethtool iputils-ping containernetworking-plugins make \
-           podman runc; do
+           podman runc debootstrap; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || apt_need="$apt_need $pkg"
 done
 # The runtime tier's image is one busybox. busybox-static and Debian's (dynamic) busybox conflict:
