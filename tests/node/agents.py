@@ -13,6 +13,8 @@ as `--root`.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +73,16 @@ def _host_path(name: str, path: Path, kind: str = "DirectoryOrCreate") -> dict[s
     return {"name": name, "hostPath": {"path": str(path), "type": kind}}
 
 
-def agent_pod(image: str, paths: AgentPaths, session: Path) -> dict[str, Any]:
-    """The static pod: the DaemonSet's pod (privileged, hostNetwork, hostPID, its host mounts)
-    with this session's directories (simulated host, state, socket, CNI bin dir: all under
-    `session`) mounted at their own paths."""
+def agent_pod(image: str, paths: AgentPaths, session: Path, shim: str) -> dict[str, Any]:
+    """The static pod: the DaemonSet's pod (privileged, hostNetwork, hostPID, its host mounts,
+    issue 14's list) with this session's paths in place of the production ones.
+
+    /sys, /dev, kubelet's device-plugins/ and pod-resources/ and /run/netns (HostToContainer:
+    pod netns made after the agent started must appear in it) are the host's own. The others
+    are under `session`, mounted at the same path: the simulated host (`--root`, which also
+    holds the device-info dir /var/run/k8s.cni.cncf.io/devinfo and /var/run/cdi under it),
+    the state dir (/var/lib/sriovkit), the agent socket (/run/sriovkit), containerd's CNI bin
+    dir (/opt/cni/bin) and host-local's data dir (/var/lib/cni)."""
     mounts = [
         ("sys", Path("/sys"), "Directory", None),
         ("dev", Path("/dev"), "Directory", None),
@@ -97,7 +105,7 @@ def agent_pod(image: str, paths: AgentPaths, session: Path) -> dict[str, Any]:
                 "name": "agent",
                 "image": image,
                 "imagePullPolicy": "Never",
-                "args": paths.args(),
+                "args": [*paths.args(), "--shim-binary", shim],
                 "env": [{"name": "SRIOVKIT_ROOT", "value": str(paths.root)}],
                 "securityContext": {"privileged": True},
                 "volumeMounts": [
@@ -109,6 +117,12 @@ def agent_pod(image: str, paths: AgentPaths, session: Path) -> dict[str, Any]:
             "volumes": [_host_path(n, p, kind) for n, p, kind, _ in mounts],
         },
     }  # fmt: skip
+
+
+# Where the image keeps its static shim (Containerfile): without --shim-binary the agent would
+# try to compile one, find no compiler in the image and install the Python shim, whose
+# interpreter line names the image's Python, not one on the host.
+IMAGE_SHIM = "/usr/lib/sriovkit/sriov-shim"
 
 
 class PodAgent:
@@ -133,7 +147,7 @@ class PodAgent:
     def start(self, kubelet: Kubelet, containerd: Containerd) -> None:
         """Import the image, write the static pod, wait until its container runs."""
         containerd.import_image(self.archive)
-        kubelet.add_pod(agent_pod(self.image, self.paths, self.base))
+        kubelet.add_pod(agent_pod(self.image, self.paths, self.base, IMAGE_SHIM))
         wait_until("the agent pod to run",
                    lambda: containerd.pod_processes(self.name).get("agent"),
                    timeout=120)  # fmt: skip
@@ -151,4 +165,34 @@ class PodAgent:
         return "".join(p.read_text(errors="replace") for p in logs)
 
 
-__all__ = ["AGENT_POD", "AgentPaths", "HostAgent", "PodAgent", "agent_pod"]
+def agent_image_archive(repo: Path, directory: Path) -> tuple[str, Path]:
+    """The agent image's name and an OCI archive of it for `ctr images import`.
+
+    `scripts/build-image.sh` builds the image from `repo` (or finds it up to date: `make test`
+    has run it) and says its id; the archive in `directory` is rewritten only when that id
+    changed (`podman save` of ~235 MB takes ~15 s). RuntimeError says why it cannot be had.
+    """
+    script = repo / "scripts" / "build-image.sh"
+    image = (repo / "deploy" / "IMAGE").read_text().strip()
+    archive, stamp = directory / "agent.oci.tar", directory / "agent.oci.id"
+
+    def build(*extra: str) -> str:
+        proc = subprocess.run(["bash", str(script), *extra], cwd=repo, capture_output=True,
+                              text=True, check=False, timeout=1800)  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"{script.name} exited {proc.returncode}: "
+                               f"{(proc.stderr or proc.stdout).strip()[-1500:]}")  # fmt: skip
+        return proc.stdout
+
+    said = re.search(r" is ([0-9a-f]{12}) ", build())
+    if said is None:
+        raise RuntimeError(f"{script.name} did not say the image's id")
+    if archive.is_file() and stamp.is_file() and stamp.read_text() == said.group(1):
+        return image, archive
+    directory.mkdir(parents=True, exist_ok=True)
+    build("--archive", str(archive))
+    stamp.write_text(said.group(1))
+    return image, archive
+
+
+__all__ = ["AGENT_POD", "AgentPaths", "HostAgent", "PodAgent", "agent_image_archive", "agent_pod"]
