@@ -16,8 +16,10 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,22 @@ from sriovkit.node.setup import NodeAssets, default_cache, ensure_node
 from sriovkit.sim.veth import create_veth_host
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Clock:
+    """Set-up phases and their seconds, for the log."""
+
+    last: float
+    laps: list[str] = field(default_factory=list)
+
+    def lap(self, what: str) -> None:
+        now = time.monotonic()
+        self.laps.append(f"{what} {now - self.last:.1f} s")
+        self.last = now
+
+    def __str__(self) -> str:
+        return ", ".join(self.laps)
 
 
 def _assets() -> NodeAssets:
@@ -78,6 +96,7 @@ def _agent(paths: AgentPaths, base: Path) -> HostAgent | PodAgent:
 @pytest.fixture(scope="module")
 def node() -> Iterator[Node]:
     """A node: containerd, kubelet, the agent (see `_agent`), the simulated host."""
+    started = time.monotonic()
     assets = _assets()
     base = Path(tempfile.mkdtemp(prefix="sknode", dir="/tmp"))  # short: unix socket paths
     effects = HostEffects()
@@ -93,20 +112,26 @@ def node() -> Iterator[Node]:
     (containerd.cni_conf / "10-sriov.conflist").write_text(json.dumps(plain_conflist(ipam)))
     paths.config.write_text(json.dumps(POOLS))
     agent = _agent(paths, base)
+    image_seconds = time.monotonic() - started
     # The shim is installed by the agent at start, as in the DaemonSet.
     cni = CniLab(host, paths.state, ipam, containerd.cni_bin / "sriov", paths.socket)
     daemons = [containerd.daemon, kubelet.daemon]
     if isinstance(agent, HostAgent):
         daemons.append(agent.daemon)
     made = Node(base, host, containerd, kubelet, agent, cni, daemons)
+    clock = Clock(started + image_seconds, [f"agent image {image_seconds:.1f} s"])
     try:
         containerd.start()
         containerd.import_image(assets.pause_archive)
         containerd.import_image(busybox_archive(base))
+        clock.lap("containerd + pause and busybox images")
         kubelet.start()
+        clock.lap("kubelet")
         agent.start(kubelet, containerd)
         wait_until(f"kubelet to hold the {len(host.pairs)} VFs of {RESOURCE} as healthy",
                    lambda: len(healthy_devices(RESOURCE) or []) == len(host.pairs))  # fmt: skip
+        clock.lap(f"agent ({agent.kind}) + pool registered")
+        print(f"node tier set-up: {clock}", file=sys.stderr)
         yield made
     finally:
         _teardown(made, effects)

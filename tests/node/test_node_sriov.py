@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 from daemons import connect_lines, foreign_connects, wait_until
-from nodekit import healthy_devices
+from nodekit import KUBELET_DIR, healthy_devices
 from nodelab import RESOURCE, SUBNET, Node, vf_pod
+
+from sriovkit.host.podresources import SOCKET, PodResources
 
 pytestmark = [pytest.mark.node, pytest.mark.root]
 
@@ -73,7 +75,11 @@ def test_static_pod_gets_a_vf_and_gives_it_back_exactly(node: Node) -> None:
     info = json.loads(env[f"{ENV}_INFO"])
     assert vf in info
 
-    # The VF is in the pod as eth0, with an address from host-local, found by PodResources.
+    # What the `sriov` CNI had to go by (its conflist names the pool, not a VF): kubelet's
+    # PodResources answer for this pod, the same VF.
+    assert PodResources(KUBELET_DIR / SOCKET).devices("default", pod, RESOURCE) == (vf,)
+
+    # The VF is in the pod as eth0, with an address from host-local.
     links = {link["ifindex"]: link for link in _pod_links(pid)}
     assert index_of[vf] in links, f"VF {vf} not in pod {pod}: {sorted(links)}"
     link = links[index_of[vf]]
