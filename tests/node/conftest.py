@@ -1,12 +1,14 @@
-"""The node tier's world, one per test module: containerd, the kubelet, the sriovkit agent and a
-veth-mode simulated 82576 (two PFs, two VFs each: a pool of four).
+"""The node tier's world, one per test module: containerd, the kubelet, the sriovkit agent (the
+agent image as a static pod, see `_agent`) and a veth-mode simulated 82576 (two PFs, two VFs
+each: a pool of four).
 
 Tier gating (root, `sriovkit node setup` done, no other kubelet) is in tests/conftest.py. What
 is started, in order: containerd (our CNI dirs, the pause and busybox images imported), kubelet,
-then the agent with its device plugin registering on kubelet's socket. Teardown runs in reverse
-and always: the pods' manifests removed and the pods gone (their VFs given back by the CNI DEL
-that containerd runs), kubelet, agent and containerd stopped, leftover tasks and shims killed,
-sysctls restored, mounts, netns and directories kubelet made removed, the veth pairs deleted.
+then the agent, whose device plugin registers on kubelet's socket. Teardown runs in reverse and
+always: the test pods' manifests removed and the pods gone (their VFs given back by the CNI DEL
+that containerd runs through the agent), the agent, kubelet and containerd stopped, leftover
+tasks and shims killed, sysctls restored, mounts, netns and directories kubelet made removed,
+the veth pairs deleted; anything that had to be cleaned up fails the tier.
 """
 
 from __future__ import annotations
