@@ -13,6 +13,7 @@ as `--root`.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -125,6 +126,20 @@ def agent_pod(image: str, paths: AgentPaths, session: Path, shim: str) -> dict[s
 IMAGE_SHIM = "/usr/lib/sriovkit/sriov-shim"
 
 
+def shared_netns_dir() -> None:
+    """Make /run/netns the shared mount `ip netns add` makes of it (on a fresh machine it may
+    not exist yet). The agent pod mounts it with HostToContainer propagation, which carries
+    the pods' netns made later into the agent's container only from a shared mount: from a
+    plain directory (what hostPath DirectoryOrCreate would make) they never appear there."""
+    netns = Path("/run/netns")
+    if any(line.split()[4] == str(netns)
+           for line in Path("/proc/self/mountinfo").read_text().splitlines()):  # fmt: skip
+        return
+    name = f"sknode-probe-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    subprocess.run(["ip", "netns", "del", name], check=True, capture_output=True)
+
+
 class PodAgent:
     """The agent image as a static pod of the kubelet."""
 
@@ -146,6 +161,7 @@ class PodAgent:
 
     def start(self, kubelet: Kubelet, containerd: Containerd) -> None:
         """Import the image, write the static pod, wait until its container runs."""
+        shared_netns_dir()
         containerd.import_image(self.archive)
         kubelet.add_pod(agent_pod(self.image, self.paths, self.base, IMAGE_SHIM))
         wait_until("the agent pod to run",

@@ -121,7 +121,7 @@ def node() -> Iterator[Node]:
     if isinstance(agent, HostAgent):
         daemons.append(agent.daemon)
     made = Node(base, host, containerd, kubelet, agent, cni, daemons)
-    clock = Clock(started + image_seconds, [f"agent image {image_seconds:.1f} s"])
+    clock = Clock(started + image_seconds, [f"host, dirs and agent image {image_seconds:.1f} s"])
     try:
         containerd.start()
         containerd.import_image(assets.pause_archive)
