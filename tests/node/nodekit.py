@@ -39,6 +39,9 @@ NODE_NAME = "sriovkit-node"
 # image (~235 MB) took ~90 s with native and ~10 s with overlayfs here (one run each, 2 vCPUs
 # under load). The overlay mounts are under the session directory and go with each container.
 SNAPSHOTTER = "overlayfs"
+CGROUPS = Path("/sys/fs/cgroup")
+# With cgroupsPerQOS off, the pods' containers get cgroups under containerd's namespace name.
+POD_CGROUP = "k8s.io"
 SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
 # Made by kubelet or containerd's CRI when missing; removed at teardown if we made them.
 HOST_DIRS = (
@@ -64,6 +67,7 @@ class HostEffects:
         self.sysctls = {name: Path("/proc/sys", name).read_text() for name in SYSCTLS}
         self.existed = {path: path.exists() for path in HOST_DIRS}
         self.netns = set(os.listdir("/run/netns")) if Path("/run/netns").is_dir() else set()
+        self.cgroups = set(CGROUPS.glob(f"*/{POD_CGROUP}"))
 
     def restore(self, under: Path) -> list[str]:
         """Undo everything; return what had to be cleaned up besides the sysctls."""
@@ -85,6 +89,10 @@ class HostEffects:
                 subprocess.run(["umount", str(netns_dir / name)], capture_output=True, check=False)
                 (netns_dir / name).unlink(missing_ok=True)
                 notes.append(f"removed netns {name}")
+        # containerd leaves its (empty) parent cgroup of the pods behind in each hierarchy.
+        for path in set(CGROUPS.glob(f"*/{POD_CGROUP}")) - self.cgroups:
+            with contextlib.suppress(OSError):
+                path.rmdir()
         for path, existed in self.existed.items():
             if not existed and path.exists():
                 shutil.rmtree(path, ignore_errors=True)
