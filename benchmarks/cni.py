@@ -5,15 +5,18 @@
 Needs root (netns, veth) and Debian's containernetworking-plugins in /usr/lib/cni. Builds two
 veth-mode simulated hosts (VF netdevs are real veth ends): a dual-port 82576 with 2 VFs per port
 for the timings and a dual-port X710 with 32 VFs per port for the concurrency run; installs the
-shim with `install-cni` and starts `sriovkit agent` as a process. Then,
-interleaved round by round so that every contender sees the same machine state, each of
+shims with `install-cni` (the static C shim, compiled here, and the Python shim) and starts
+`sriovkit agent` as a process. Then, interleaved round by round so that every contender sees the
+same machine state, each of
   - Go `host-device` (`"device": <veth>`) with `host-local` IPAM,
-  - our shim -> agent,
-  - our shim with no agent (the in-process path),
+  - the static shim -> agent (what a node runs),
+  - the Python shim -> agent,
+  - the Python shim with no agent (the in-process path),
 moves one VF netdev into a netns (ADD) and back (DEL), timed as a runtime sees it: from exec to
 exit of the plugin process. Printed: medians and the ratios to host-device. Then `--concurrent`
-ADDs on as many VFs, all through the agent at once, checking that every ADD succeeded with its
-own VF and its own IP, then as many DELs, checking every VF is back. Never a pass/fail test.
+ADDs on as many VFs, all through the agent at once (static shim, Go host-device, Python shim),
+checking that every ADD succeeded with its own VF and its own IP, then as many DELs, checking
+every VF is back. Never a pass/fail test.
 """
 
 from __future__ import annotations
@@ -66,16 +69,20 @@ def _host_links() -> set[str]:
 class Bench:
     """The sitting: host, dirs, shim, agent."""
 
-    def __init__(self, tmp: Path, host: VethHost) -> None:
+    def __init__(self, tmp: Path, host: VethHost, state: Path | None = None) -> None:
         self.tmp = tmp
         self.host = host
-        self.state = tmp / "state"
+        self.state = state or tmp / "state"
         self.ipam_dir = tmp / "ipam"
         self.sock = tmp / "agent.sock"
         # Baked at install: the shim ignores these in its environment (issue 10).
         self.shim = install_shim(
-            tmp / "bin", "sriov", self.sock, state_dir=self.state, root=host.root
+            tmp / "bin", "sriov", self.sock, state_dir=self.state, root=host.root, kind="python"
         )[0]
+        self.static = install_shim(
+            tmp / "bin-static", "sriov", self.sock, state_dir=self.state, root=host.root,
+            kind="static", fallback="none",
+        )[0]  # fmt: skip
         self.agent: subprocess.Popen[bytes] | None = None
 
     def start_agent(self) -> None:
@@ -150,6 +157,7 @@ def sequential(bench: Bench, runs: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {}
     contenders = [
         ("host-device", [str(CNI_BIN / "host-device")], bench.go(go_pair.name), True),
+        ("static+agent", [str(bench.static)], bench.ours(pair.vf), True),
         ("shim+agent", [str(bench.shim)], bench.ours(pair.vf), True),
         ("in-process", [str(bench.shim)], bench.ours(pair.vf), False),
     ]
@@ -171,19 +179,22 @@ def sequential(bench: Bench, runs: int) -> dict[str, list[float]]:
     return times
 
 
-def concurrent(bench: Bench, count: int, *, go: bool) -> tuple[float, float, int]:
+def concurrent(bench: Bench, count: int, label: str) -> tuple[float, float, int]:
     """`count` ADDs at once on distinct VFs, then as many DELs; (add s, del s, distinct IPs).
 
-    Ours go through the agent; `go` runs Go host-device on the same veths instead.
+    Ours (`static+agent`, `shim+agent`) go through the agent; `host-device` runs Go
+    host-device on the same veths instead.
     """
     pairs = bench.host.pairs[:count]
     pods = [_netns() for _ in pairs]
-    argv = [str(CNI_BIN / "host-device")] if go else [str(bench.shim)]
+    go = label == "host-device"
+    plugin = {"host-device": CNI_BIN / "host-device", "static+agent": bench.static}
+    argv = [str(plugin.get(label, bench.shim))]
 
     def conf(pair: Any) -> dict[str, Any]:
         return bench.go(pair.name) if go else bench.ours(pair.vf)
 
-    tag = "go" if go else "conc"
+    tag = {"host-device": "go", "static+agent": "st"}.get(label, "conc")
     try:
         t0 = time.perf_counter()
         procs = [
@@ -232,6 +243,7 @@ def _floor(bench: Bench, runs: int) -> dict[str, float]:
     argvs = {
         "python": [python, "-IS", "-c", "pass"],
         "shim": [str(bench.shim)],
+        "static": [str(bench.static)],
         "go": [str(CNI_BIN / "host-local")],
     }
     out = {}
@@ -296,6 +308,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--concurrent", type=int, default=64)
+    ap.add_argument(
+        "--state-parent",
+        type=Path,
+        help="Put the state directory under this directory (e.g. /dev/shm, a tmpfs, to see what "
+        "the records' fsyncs cost) [the run's temp dir under /tmp]",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces, veth)", file=sys.stderr)
@@ -314,7 +332,11 @@ def main() -> int:
         vfs = max(2, (args.concurrent + 1) // 2)
         big = create_veth_host(tmp / "big", "x710", vfs=vfs, prefix="sc" + uuid.uuid4().hex[:3])
         cleanup.callback(big.cleanup)
-        bench = Bench(tmp, host)
+        state = None
+        if args.state_parent is not None:
+            state = Path(tempfile.mkdtemp(prefix="skbench-state", dir=args.state_parent))
+            cleanup.callback(shutil.rmtree, state, ignore_errors=True)
+        bench = Bench(tmp, host, state)
         cleanup.callback(bench.stop_agent)
         return _report(bench, big, args)
     return 1  # pragma: no cover - the with block returns
@@ -326,7 +348,7 @@ def _report(bench: Bench, big: VethHost, args: argparse.Namespace) -> int:
     base = {op: statistics.median(times[f"host-device {op}"]) for op in ("ADD", "DEL")}
     print(f"median of {args.runs} runs, ms (process exec to exit), ratio to Go host-device")
     print(f"{'path':<14} {'ADD ms':>8} {'xGo':>6} {'DEL ms':>8} {'xGo':>6}")
-    for name in ("host-device", "shim+agent", "in-process"):
+    for name in ("host-device", "static+agent", "shim+agent", "in-process"):
         add = statistics.median(times[f"{name} ADD"])
         dele = statistics.median(times[f"{name} DEL"])
         print(
@@ -335,16 +357,17 @@ def _report(bench: Bench, big: VethHost, args: argparse.Namespace) -> int:
         )
     floor = _floor(bench, args.runs)
     print(
-        f"floor: python3 -IS -c pass {floor['python']:.1f} ms; shim VERSION (answered in the shim) "
-        f"{floor['shim']:.1f} ms; Go host-local VERSION {floor['go']:.1f} ms; kernel netns "
+        f"floor: python3 -IS -c pass {floor['python']:.1f} ms; VERSION (answered in the shim): "
+        f"static {floor['static']:.2f} ms, Python {floor['shim']:.1f} ms; Go host-local VERSION "
+        f"{floor['go']:.1f} ms; kernel netns "
         f"move in {floor['move_in']:.1f} ms, out {floor['move_out']:.1f} ms"
     )
     # The least any shim + agent invocation can cost: a shim start plus the kernel's move (the
     # agent round trip comes on top).
     for op, move in (("ADD", floor["move_in"]), ("DEL", floor["move_out"])):
-        least = floor["shim"] + move
+        least = floor["static"] + move
         print(
-            f"  least possible shim+agent {op}: {least:.1f} ms = {least / (base[op] * 1e3):.2f}x "
+            f"  least possible static+agent {op}: {least:.1f} ms = {least / (base[op] * 1e3):.2f}x "
             f"Go host-device (round trip + move, before any record, IPAM or address)"
         )
     if args.concurrent:
@@ -352,15 +375,25 @@ def _report(bench: Bench, big: VethHost, args: argparse.Namespace) -> int:
         # The root is baked into the shim at install (it wins over the environment): a shim
         # for the big host, same socket and state dir.
         bench.shim = install_shim(
-            bench.tmp / "bin-big", "sriov", bench.sock, state_dir=bench.state, root=big.root
-        )[0]
+            bench.tmp / "bin-big", "sriov", bench.sock, state_dir=bench.state, root=big.root,
+            kind="python",
+        )[0]  # fmt: skip
+        bench.static = install_shim(
+            bench.tmp / "bin-big-static", "sriov", bench.sock, state_dir=bench.state,
+            root=big.root, kind="static", fallback="none",
+        )[0]  # fmt: skip
         count = min(args.concurrent, len(big.pairs))
-        for label, go in (("shim+agent", False), ("host-device", True)):
-            t_add, t_del, ips = concurrent(bench, count, go=go)
+        walls = {}
+        for label in ("static+agent", "host-device", "shim+agent"):
+            t_add, t_del, ips = concurrent(bench, count, label)
+            walls[label] = t_add
             print(
                 f"{count} concurrent {label}: ADDs {t_add * 1e3:.0f} ms wall, {ips} distinct "
                 f"IPs on {count} distinct VFs; DELs {t_del * 1e3:.0f} ms wall, every VF back"
             )
+        for label in ("static+agent", "shim+agent"):
+            print(f"  {label} {count} concurrent ADDs: {walls[label] / walls['host-device']:.2f}x "
+                  "Go host-device's wall time")  # fmt: skip
     return 0
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -241,3 +243,35 @@ def test_agent_installs_the_shims_at_start(lab: CniLab, tmp_path: Path) -> None:
         assert lab.run(lab.env("ADD", c, pod), lab.conf(vf)).code == 0
         assert lab.run(lab.env("DEL", c, pod), lab.conf(vf)).code == 0
         assert lab.snapshot() == before
+
+
+def test_an_agent_that_hangs_up_gets_add_11_and_the_del_is_journaled(lab: CniLab) -> None:
+    """Accepted, read, closed unanswered: ADD may have run in part (try again); DEL is
+    journaled after one more try (not retried forever)."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(lab.agent_socket))
+    server.listen(8)
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1 << 20)
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        vf, pod, c = lab.host.pairs[0].vf, lab.new_netns(), cid()
+        before = lab.snapshot()
+        add = lab.run(lab.env("ADD", c, pod), lab.conf(vf))
+        assert (add.code, add.json["code"]) == (1, 11), add
+        assert "failed during ADD" in add.json["msg"]
+        out = lab.run(lab.env("DEL", c, pod), lab.conf(vf))
+        assert (out.code, out.stdout) == (0, b""), out
+        assert journal(lab) == [f"{c}@net1.del"]
+        assert lab.snapshot() == before
+    finally:
+        server.shutdown(socket.SHUT_RDWR)
+        server.close()

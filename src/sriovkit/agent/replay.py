@@ -89,15 +89,16 @@ class CniInstall:
     shim_binary: Path | None = None
 
     def run(self) -> None:
-        """Install a shim under each plugin name (atomic replace; static when it can be had)."""
+        """Install the static shim under each plugin name (atomic replace): `shim_binary`, or
+        compiled here. Never the Python shim: its interpreter line would name this process's
+        Python, which the host running the plugin may not have (the agent's container)."""
         from sriovkit.cni.install import NO_FALLBACK, install_shim  # noqa: PLC0415
         from sriovkit.ops.cni.plugins import PLUGINS  # noqa: PLC0415
 
-        kind = "static" if self.shim_binary is not None else "auto"
         for name in PLUGINS:
             target, changed = install_shim(
                 self.bin_dir, name, self.socket, state_dir=self.state_dir, root=self.root,
-                kind=kind, shim_binary=self.shim_binary, fallback=NO_FALLBACK,
+                kind="static", shim_binary=self.shim_binary, fallback=NO_FALLBACK,
             )  # fmt: skip
             log.info("CNI plugin %s %s", target, "installed" if changed else "unchanged")
 

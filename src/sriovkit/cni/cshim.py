@@ -119,7 +119,7 @@ def probe_python(python: Path, timeout: float = 60.0) -> tuple[str, ...]:
     code = (
         "import sriovkit.cni.dispatch\n"
         "from sriovkit.cni.install import site_dirs\n"
-        "print('\\0'.join(site_dirs()))\n"
+        "print('\\0'.join(('sriovkit', *site_dirs())))\n"
     )
     try:
         proc = subprocess.run(
@@ -132,7 +132,10 @@ def probe_python(python: Path, timeout: float = 60.0) -> tuple[str, ...]:
         lines = proc.stderr.strip().splitlines()
         why = lines[-1] if lines else f"exit status {proc.returncode}"
         raise HostError(f"--fallback {python} cannot import sriovkit: {why}")
-    return tuple(p for p in proc.stdout.strip().split("\0") if p)
+    marker, *dirs = proc.stdout.strip().split("\0")
+    if marker != "sriovkit":
+        raise HostError(f"--fallback {python} is not a Python that can import sriovkit")
+    return tuple(p for p in dirs if p)
 
 
 __all__ = [

@@ -495,8 +495,11 @@ def _journal_write(dfd: int, name: str, data: bytes) -> None:
     posix.fsync(dfd)
 
 
-def journal_del(env: dict[bytes, bytes], stdin: bytes, unavailable: str) -> tuple[int, bytes]:
-    """Write this DEL to the pending-DEL journal (or, if an agent now listens, send it there)."""
+def journal_del(
+    env: dict[bytes, bytes], stdin: bytes, unavailable: str, retry: bool = True
+) -> tuple[int, bytes]:
+    """Write this DEL to the pending-DEL journal (or, if an agent now listens, send it there,
+    once: `retry`)."""
     import fcntl  # noqa: PLC0415
 
     name = journal_name(env.get(b"CNI_CONTAINERID", b""), env.get(b"CNI_IFNAME", b""))
@@ -521,10 +524,10 @@ def journal_del(env: dict[bytes, bytes], stdin: bytes, unavailable: str) -> tupl
         # Once more under the shared lock: an agent replays only once it holds it exclusively
         # (after it listens), so it either sees this entry or answers this DEL.
         try:
-            sock = _connect(SOCKET, time.monotonic() + TIMEOUT)
+            sock = _connect(SOCKET, time.monotonic() + TIMEOUT) if retry else None
         except AgentUnreachable:
-            pass
-        else:
+            sock = None
+        if sock is not None:
             sock.close()
             for fd in reversed(fds):
                 posix.close(fd)
@@ -533,7 +536,7 @@ def journal_del(env: dict[bytes, bytes], stdin: bytes, unavailable: str) -> tupl
                 env[DEADLINE_ENV] = repr(time.time() + TIMEOUT).encode()
                 return call_agent(SOCKET, encode_request(env, stdin), TIMEOUT)
             except (AgentUnreachable, AgentLost):
-                return journal_del(env, stdin, unavailable)
+                return journal_del(env, stdin, unavailable, retry=False)
         env.pop(DEADLINE_ENV, None)
         _journal_write(journal, name, encode_request(env, stdin))
     except OSError as exc:

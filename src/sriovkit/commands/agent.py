@@ -57,8 +57,8 @@ def _socket_default() -> Path:
 @click.option(
     "--install-cni-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="At start, after replaying pending DELs and before serving, install the CNI shims "
-    "(static when it can be had, else Python; no fallback) into this directory.",
+    help="At start, after replaying pending DELs and before serving, install the static CNI "
+    "shim (--shim-binary, else compiled here; no fallback) into this directory.",
 )
 @click.option(
     "--shim-binary",
