@@ -84,8 +84,11 @@ t0=$(date +%s)
 step() { echo "build-image: $*"; }
 # The podman lock: other users of podman on this machine (the runtime tier's sessions) share
 # runc, the CNI result cache and /run/netns; one podman-heavy job at a time.
-exec 9>/tmp/sriovkit-podman.lock
-flock 9
+# A caller that holds it already (the image tier's fixture) says so.
+if [ -z "${SRIOVKIT_PODMAN_LOCK_HELD:-}" ]; then
+    exec 9>/tmp/sriovkit-podman.lock
+    flock 9
+fi
 
 # 1. The base image.
 if [ ! -s "$CACHE/base.tar" ]; then

@@ -59,6 +59,18 @@ def runtime_tier_missing() -> str | None:
 
 
 @cache
+def image_tier_missing() -> str | None:
+    """Why the image tier (build the agent image with podman, run it) cannot run, or None."""
+    reason = runtime_tier_missing()
+    if reason is not None:
+        return reason.replace("runtime tier", "image tier")
+    cached_base = Path("/var/cache/sriovkit-image/base.tar").is_file()
+    if shutil.which("debootstrap") is None and not cached_base:
+        return "image tier needs `debootstrap` for the image's base (make bootstrap)"
+    return None
+
+
+@cache
 def node_tier_missing() -> str | None:
     """Why the node tier (a real kubelet + containerd) cannot run here, or None."""
     reason = root_tier_missing()
@@ -105,6 +117,7 @@ def _gate_tier(items: list[pytest.Item], marker: str, missing: Callable[[], str 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip `root` tests with the reason where the tier cannot run; in CI that is a failure."""
     _gate_tier(items, "runtime", runtime_tier_missing)
+    _gate_tier(items, "image", image_tier_missing)
     _gate_tier(items, "node", node_tier_missing)
     if not any("root" in item.keywords for item in items):
         return

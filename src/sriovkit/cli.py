@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "node": ("sriovkit.commands.node", "node"),
     "agent": ("sriovkit.commands.agent", "agent"),
     "install-cni": ("sriovkit.commands.agent", "install_cni"),
+    "agent-status": ("sriovkit.commands.agent_status", "agent_status"),
     "dp": ("sriovkit.commands.dp", "dp"),
 }
 

@@ -103,6 +103,44 @@ def test_a_signal_is_a_clean_stop_and_the_handlers_are_restored(signum: int) -> 
     assert {sig: signal.getsignal(sig) for sig in before} == before
 
 
+class MaskRecorder:
+    """A service whose thread records the signals it blocks (its mask is inherited at start)."""
+
+    name = "masks"
+
+    def __init__(self) -> None:
+        self.mask: set[int] = set()
+
+    def start(self, on_exit: OnExit) -> None:
+        def record() -> None:
+            self.mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+        thread = threading.Thread(target=record)
+        thread.start()
+        thread.join()
+
+    def stop(self) -> None:
+        pass
+
+
+def test_service_threads_block_the_stop_signals_so_only_the_main_thread_takes_them() -> None:
+    # A SIGTERM the kernel gave a service's thread never woke the main thread from its wait
+    # (the agent's container then ran until SIGKILL): only the main thread may take them.
+    service = MaskRecorder()
+    main_mask: set[int] = set()
+    sup = Supervisor([service])
+
+    def ready() -> None:
+        main_mask.update(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        sup.request_stop("test")
+
+    before = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    sup.run(ready=ready)
+    assert {signal.SIGTERM, signal.SIGINT} <= service.mask
+    assert main_mask == before  # the main thread's own mask is put back before it waits
+    assert signal.SIGTERM not in main_mask
+
+
 # --- the CNI server as a service ------------------------------------------------------------------
 
 

@@ -152,7 +152,16 @@ class Supervisor:
 
         previous = {sig: signal.signal(sig, on_signal) for sig in self.signals}
         try:
-            self.start()
+            # The kernel hands a process-directed signal to any thread not blocking it, and a
+            # lock wait is interrupted only in the thread that got it: a SIGTERM taken by a
+            # service's thread left the main thread asleep in wait() until SIGKILL (seen as a
+            # `podman stop` that timed out). Every thread the services start inherits this
+            # mask, so the signals reach the main thread alone; one sent meanwhile waits.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
+            try:
+                self.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             try:
                 if ready is not None:
                     ready()
