@@ -1,28 +1,26 @@
 """The sriovkit agent of the node tier, in one of two forms with one interface:
 
-- `PodAgent`: the agent image run by kubelet as a static pod, privileged, on the host's network
-  and PID namespaces, with the DaemonSet's host mounts, exactly as a node runs it; containerd
-  (traced) is its parent, so its connects are in containerd's trace;
-- `HostAgent`: `sriovkit agent` run from this checkout's venv, under strace (for when no agent
-  image can be had here; `SRIOVKIT_NODE_AGENT=host` asks for it).
-
-Both are started with the same arguments: the device plugin on kubelet's socket, the static CNI
-shim installed into containerd's CNI bin dir at start (`--install-cni-dir`), the simulated host
-as `--root`.
+- `PodAgent`: deploy/daemonset.yaml's pod run by kubelet as a static pod (`deploy.py` says what
+  changes: the production paths become this session's), the agent image imported into
+  containerd (traced) which is its parent, so its connects are in containerd's trace;
+- `HostAgent`: `sriovkit agent` run from this checkout's venv with the DaemonSet's arguments
+  (but the image's `--shim-binary`: the static shim is compiled on the host), under strace
+  (`SRIOVKIT_NODE_AGENT=host`, or no image to be had outside CI).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import deploy
 from daemons import Traced, wait_until
-from nodekit import KUBELET_DIR, Containerd, Kubelet
+from nodekit import Containerd, Kubelet
 
 AGENT_POD = "sriovkit-agent"
 AGENT_NAMESPACE = "kube-system"
@@ -30,21 +28,41 @@ AGENT_NAMESPACE = "kube-system"
 
 @dataclass(frozen=True)
 class AgentPaths:
-    """Where the agent's inputs and outputs live for this session."""
+    """Where the agent's inputs and outputs live for this session: the DaemonSet's node paths
+    (`production`) mapped to the session's."""
 
     root: Path  # the simulated host
-    socket: Path
-    state: Path
-    config: Path
-    cni_bin: Path
+    base: Path  # the session directory
+    cni_bin: Path  # containerd's CNI bin dir
 
-    def args(self) -> list[str]:
-        """`sriovkit agent` arguments (the root goes in as SRIOVKIT_ROOT)."""
-        return [
-            "-v", "--socket", str(self.socket), "--state-dir", str(self.state),
-            "--device-plugin", "--dp-config", str(self.config),
-            "--kubelet-dir", str(KUBELET_DIR), "--install-cni-dir", str(self.cni_bin),
-        ]  # fmt: skip
+    @property
+    def production(self) -> dict[str, Path]:
+        """DaemonSet node path -> this session's path."""
+        devinfo = "/var/run/k8s.cni.cncf.io/devinfo"
+        return {
+            "/opt/cni/bin": self.cni_bin,
+            "/var/lib/cni": self.base / "cni-state",
+            "/var/lib/sriovkit": self.base / "state",
+            "/run/sriovkit": self.base / "run",
+            "/etc/pcidp": self.base / "pcidp",
+            # The agent writes these under its --root, the simulated host.
+            devinfo: self.root / devinfo.lstrip("/"),
+            "/var/run/cdi": self.root / "var/run/cdi",
+        }
+
+    @property
+    def socket(self) -> Path:
+        return Path(deploy.remap("/run/sriovkit/agent.sock", self.production))
+
+    @property
+    def state(self) -> Path:
+        return self.production["/var/lib/sriovkit"]
+
+    def prepare(self) -> None:
+        """Make the directories and write the pools (the ConfigMap's config.json)."""
+        for path in self.production.values():
+            path.mkdir(parents=True, exist_ok=True)
+        (self.production["/etc/pcidp"] / "config.json").write_text(json.dumps(deploy.pools()))
 
 
 class HostAgent:
@@ -52,10 +70,11 @@ class HostAgent:
 
     kind = "host"
 
-    def __init__(self, paths: AgentPaths, base: Path) -> None:
-        argv = [sys.executable, "-m", "sriovkit.cli", "--root", str(paths.root), "agent",
-                *paths.args()]  # fmt: skip
-        self.daemon = Traced("agent", argv, base)
+    def __init__(self, paths: AgentPaths) -> None:
+        args = [a for a in deploy.agent_args(paths.production)
+                if not a.startswith("--shim-binary")]  # fmt: skip
+        argv = [sys.executable, "-m", "sriovkit.cli", "--root", str(paths.root), "agent", *args]
+        self.daemon = Traced("agent", argv, paths.base)
 
     def start(self, kubelet: Kubelet, containerd: Containerd) -> None:
         """Start it (kubelet is up: it registers at once)."""
@@ -68,62 +87,6 @@ class HostAgent:
     def log_text(self, containerd: Containerd) -> str:
         """What it logged."""
         return self.daemon.log_text()
-
-
-def _host_path(name: str, path: Path, kind: str = "DirectoryOrCreate") -> dict[str, Any]:
-    return {"name": name, "hostPath": {"path": str(path), "type": kind}}
-
-
-def agent_pod(image: str, paths: AgentPaths, session: Path, shim: str) -> dict[str, Any]:
-    """The static pod: the DaemonSet's pod (privileged, hostNetwork, hostPID, its host mounts,
-    issue 14's list) with this session's paths in place of the production ones.
-
-    /sys, /dev, kubelet's device-plugins/ and pod-resources/ and /run/netns (HostToContainer:
-    pod netns made after the agent started must appear in it) are the host's own. The others
-    are under `session`, mounted at the same path: the simulated host (`--root`, which also
-    holds the device-info dir /var/run/k8s.cni.cncf.io/devinfo and /var/run/cdi under it),
-    the state dir (/var/lib/sriovkit), the agent socket (/run/sriovkit), containerd's CNI bin
-    dir (/opt/cni/bin) and host-local's data dir (/var/lib/cni)."""
-    mounts = [
-        ("sys", Path("/sys"), "Directory", None),
-        ("dev", Path("/dev"), "Directory", None),
-        ("device-plugins", KUBELET_DIR / "device-plugins", "DirectoryOrCreate", None),
-        ("pod-resources", KUBELET_DIR / "pod-resources", "DirectoryOrCreate", None),
-        # Pod netns appear here after the agent started: they must propagate into it.
-        ("netns", Path("/run/netns"), "DirectoryOrCreate", "HostToContainer"),
-        ("session", session, "Directory", None),
-    ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": AGENT_POD, "namespace": AGENT_NAMESPACE,
-                     "labels": {"app": "sriovkit-agent"}},
-        "spec": {
-            "hostNetwork": True,
-            "hostPID": True,
-            "terminationGracePeriodSeconds": 10,
-            "containers": [{
-                "name": "agent",
-                "image": image,
-                "imagePullPolicy": "Never",
-                "args": [*paths.args(), "--shim-binary", shim],
-                "env": [{"name": "SRIOVKIT_ROOT", "value": str(paths.root)}],
-                "securityContext": {"privileged": True},
-                "volumeMounts": [
-                    {"name": n, "mountPath": str(p),
-                     **({"mountPropagation": prop} if prop else {})}
-                    for n, p, _, prop in mounts
-                ],
-            }],
-            "volumes": [_host_path(n, p, kind) for n, p, kind, _ in mounts],
-        },
-    }  # fmt: skip
-
-
-# Where the image keeps its static shim (Containerfile): without --shim-binary the agent would
-# try to compile one, find no compiler in the image and install the Python shim, whose
-# interpreter line names the image's Python, not one on the host.
-IMAGE_SHIM = "/usr/lib/sriovkit/sriov-shim"
 
 
 def shared_netns_dir() -> None:
@@ -146,10 +109,8 @@ class PodAgent:
     kind = "pod"
     daemon = None
 
-    def __init__(self, paths: AgentPaths, base: Path, image: str, archive: Path) -> None:
+    def __init__(self, paths: AgentPaths, archive: Path) -> None:
         self.paths = paths
-        self.base = base
-        self.image = image
         self.archive = archive
 
     @property
@@ -163,7 +124,9 @@ class PodAgent:
         """Import the image, write the static pod, wait until its container runs."""
         shared_netns_dir()
         containerd.import_image(self.archive)
-        kubelet.add_pod(agent_pod(self.image, self.paths, self.base, IMAGE_SHIM))
+        pod = deploy.agent_static_pod(AGENT_POD, AGENT_NAMESPACE, self.paths.production,
+                                      self.paths.root, self.paths.socket)  # fmt: skip
+        kubelet.add_pod(pod)
         wait_until("the agent pod to run",
                    lambda: containerd.pod_processes(self.name).get("agent"),
                    timeout=120)  # fmt: skip
@@ -189,7 +152,7 @@ def agent_image_archive(repo: Path, directory: Path) -> tuple[str, Path]:
     changed (`podman save` of ~235 MB takes ~15 s). RuntimeError says why it cannot be had.
     """
     script = repo / "scripts" / "build-image.sh"
-    image = (repo / "deploy" / "IMAGE").read_text().strip()
+    image = deploy.image_name()
     archive, stamp = directory / "agent.oci.tar", directory / "agent.oci.id"
 
     def build(*extra: str) -> str:
@@ -211,4 +174,4 @@ def agent_image_archive(repo: Path, directory: Path) -> tuple[str, Path]:
     return image, archive
 
 
-__all__ = ["AGENT_POD", "AgentPaths", "HostAgent", "PodAgent", "agent_image_archive", "agent_pod"]
+__all__ = ["AGENT_POD", "AgentPaths", "HostAgent", "PodAgent", "agent_image_archive"]

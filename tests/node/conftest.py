@@ -29,11 +29,12 @@ import pytest
 # The shim and host-snapshot helpers of the integration tier.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
+import deploy
 from agents import AGENT_POD, AgentPaths, HostAgent, PodAgent, agent_image_archive
 from cnikit import CNI_BIN, CniLab
 from daemons import wait_until
 from nodekit import Containerd, HostEffects, Kubelet, healthy_devices
-from nodelab import POOLS, RESOURCE, VFS_PER_PF, Node, busybox_archive, plain_conflist
+from nodelab import RESOURCE, VFS_PER_PF, Node, busybox_archive
 
 from sriovkit.node.setup import NodeAssets, default_cache, ensure_node
 from sriovkit.sim.veth import create_veth_host
@@ -80,19 +81,20 @@ def _drain(node: Node) -> None:
         node.notes.append(str(exc))
 
 
-def _agent(paths: AgentPaths, base: Path) -> HostAgent | PodAgent:
-    """The agent image as a static pod; on the host only when asked (`SRIOVKIT_NODE_AGENT=host`)
-    or, outside CI, when the image cannot be built here (said on stderr)."""
+def _agent(paths: AgentPaths) -> HostAgent | PodAgent:
+    """The DaemonSet's pod as a static pod; on the host only when asked
+    (`SRIOVKIT_NODE_AGENT=host`) or, outside CI, when the image cannot be built here (said on
+    stderr)."""
     if os.environ.get("SRIOVKIT_NODE_AGENT") == "host":
-        return HostAgent(paths, base)
+        return HostAgent(paths)
     try:
-        image, archive = agent_image_archive(REPO, default_cache() / "images")
+        _, archive = agent_image_archive(REPO, default_cache() / "images")
     except RuntimeError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"node tier: no agent image: {exc}")
         print(f"node tier: the agent runs on the host: no agent image: {exc}", file=sys.stderr)
-        return HostAgent(paths, base)
-    return PodAgent(paths, base, image, archive)
+        return HostAgent(paths)
+    return PodAgent(paths, archive)
 
 
 @pytest.fixture(scope="module")
@@ -106,14 +108,13 @@ def node() -> Iterator[Node]:
                             prefix="skn" + uuid.uuid4().hex[:4])  # fmt: skip
     containerd = Containerd(base, assets.pause_image)
     kubelet = Kubelet(base, assets.kubelet, containerd)
-    paths = AgentPaths(host.root, base / "agent.sock", base / "state", base / "pools.json",
-                       containerd.cni_bin)  # fmt: skip
+    paths = AgentPaths(host.root, base, containerd.cni_bin)
+    paths.prepare()
     ipam = base / "ipam"
     for plugin in ("host-local", "loopback"):  # copies: the agent may run in a container
         shutil.copy2(CNI_BIN / plugin, containerd.cni_bin / plugin)
-    (containerd.cni_conf / "10-sriov.conflist").write_text(json.dumps(plain_conflist(ipam)))
-    paths.config.write_text(json.dumps(POOLS))
-    agent = _agent(paths, base)
+    (containerd.cni_conf / "10-sriovkit.conflist").write_text(json.dumps(deploy.conflist(ipam)))
+    agent = _agent(paths)
     image_seconds = time.monotonic() - started
     # The shim is installed by the agent at start, as in the DaemonSet.
     cni = CniLab(host, paths.state, ipam, containerd.cni_bin / "sriov", paths.socket)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import deploy
 from agents import HostAgent, PodAgent
 from cnikit import CniLab
 from daemons import Traced
@@ -21,9 +22,9 @@ from podmankit import build_rootfs
 from sriovkit.node.oci import Entry, write_archive
 from sriovkit.sim.veth import VethHost
 
-RESOURCE = "intel.com/igb_vfs"
-POOLS = {"resourceList": [{"resourceName": "igb_vfs", "selectors": {"drivers": ["igbvf"]}}]}
-SUBNET = "10.56.217.0/24"
+# The pool the conflist draws from, and its subnet: deploy/'s, as a cluster would have them.
+RESOURCE = deploy.netdevice_resource()
+SUBNET = str(deploy.conflist(Path("/unused"))["plugins"][0]["ipam"]["subnet"])
 BUSYBOX_IMAGE = "localhost/sriovkit/busybox:node"
 VFS_PER_PF = 2
 
@@ -65,21 +66,6 @@ def busybox_archive(directory: Path) -> Path:
     return archive
 
 
-def plain_conflist(ipam_dir: Path) -> dict[str, object]:
-    """The plain-CNI chain, no Multus: `sriov` with a resourceName and no deviceID finds the
-    pod's VF through kubelet's PodResources; host-local IPAM."""
-    return {
-        "cniVersion": "1.0.0",
-        "name": "sriov-net",
-        "plugins": [{
-            "type": "sriov",
-            "resourceName": RESOURCE,
-            "ipam": {"type": "host-local", "subnet": SUBNET, "dataDir": str(ipam_dir)},
-        }],
-    }  # fmt: skip
-
-
-
 def vf_pod(name: str, vfs: int = 1) -> dict[str, Any]:
     """A static pod with one container asking for `vfs` VFs of the pool."""
     limits = {RESOURCE: str(vfs)}
@@ -100,5 +86,4 @@ def vf_pod(name: str, vfs: int = 1) -> dict[str, Any]:
     }  # fmt: skip
 
 
-__all__ = ["BUSYBOX_IMAGE", "POOLS", "RESOURCE", "SUBNET", "Node", "busybox_archive",
-           "plain_conflist", "vf_pod"]  # fmt: skip
+__all__ = ["BUSYBOX_IMAGE", "RESOURCE", "SUBNET", "Node", "busybox_archive", "vf_pod"]
