@@ -29,10 +29,10 @@ import pytest
 # The shim and host-snapshot helpers of the integration tier.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-import deploy
-from agents import AGENT_POD, AgentPaths, HostAgent, PodAgent, agent_image_archive
+import nodedeploy as deploy
 from cnikit import CNI_BIN, CniLab
-from daemons import wait_until
+from nodeagents import AGENT_POD, AgentPaths, HostAgent, PodAgent, agent_image_archive
+from nodedaemons import wait_until
 from nodekit import Containerd, HostEffects, Kubelet, healthy_devices
 from nodelab import RESOURCE, VFS_PER_PF, Node, busybox_archive
 

@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from daemons import Traced, wait_until
+from nodedaemons import Traced, wait_until
 
 KUBELET_DIR = Path("/var/lib/kubelet")
 CHECKPOINT = KUBELET_DIR / "device-plugins" / "kubelet_internal_checkpoint"

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import deploy
-from agents import HostAgent, PodAgent
+import nodedeploy as deploy
 from cnikit import CniLab
-from daemons import Traced
+from nodeagents import HostAgent, PodAgent
+from nodedaemons import Traced
 from nodekit import Containerd, Kubelet
 
 # The rootfs builder of the runtime tier.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemons import connect_lines, foreign_connects, wait_until
+from nodedaemons import connect_lines, foreign_connects, wait_until
 from nodekit import KUBELET_DIR, healthy_devices
 from nodelab import RESOURCE, SUBNET, Node, vf_pod
 

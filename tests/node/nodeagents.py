@@ -1,6 +1,6 @@
 """The sriovkit agent of the node tier, in one of two forms with one interface:
 
-- `PodAgent`: deploy/daemonset.yaml's pod run by kubelet as a static pod (`deploy.py` says what
+- `PodAgent`: deploy/daemonset.yaml's pod run by kubelet as a static pod (`nodedeploy.py` says what
   changes: the production paths become this session's), the agent image imported into
   containerd (traced) which is its parent, so its connects are in containerd's trace;
 - `HostAgent`: `sriovkit agent` run from this checkout's venv with the DaemonSet's arguments
@@ -18,8 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import deploy
-from daemons import Traced, wait_until
+import nodedeploy as deploy
+from nodedaemons import Traced, wait_until
 from nodekit import Containerd, Kubelet
 
 AGENT_POD = "sriovkit-agent"
