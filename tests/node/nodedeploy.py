@@ -73,6 +73,25 @@ def agent_args(paths: Mapping[str, Path]) -> list[str]:
     return out
 
 
+# Host paths the static pod may mount as they are: the kernel's, kubelet's fixed ones, the netns.
+HOST_PATHS = ("/sys", "/dev", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources",
+              "/run/netns")  # fmt: skip
+
+
+def _check_host_paths(volumes: list[dict[str, Any]], paths: Mapping[str, Path]) -> None:
+    """Refuse a DaemonSet volume this module would mount from the real node path: a node path
+    added to deploy/ must be mapped to a session path (AgentPaths.production) or allowed here."""
+    session = {str(p) for p in paths.values()}
+    for volume in volumes:
+        path = volume.get("hostPath", {}).get("path", "")
+        if path not in HOST_PATHS and not any(path == s or path.startswith(s + "/")
+                                              for s in session):  # fmt: skip
+            raise ValueError(
+                f"deploy/daemonset.yaml volume {volume['name']!r} ({path}) has no session path: "
+                "add it to AgentPaths.production (tests/node/nodeagents.py)"
+            )
+
+
 def agent_static_pod(
     name: str, namespace: str, paths: Mapping[str, Path], root: Path, socket: Path
 ) -> dict[str, Any]:
@@ -95,6 +114,7 @@ def agent_static_pod(
         else:
             volume["hostPath"]["path"] = remap(volume["hostPath"]["path"], paths)
         mount["mountPath"] = remap(mount["mountPath"], paths)
+    _check_host_paths(spec["volumes"], paths)
     spec["volumes"].append({"name": "simulated-host",
                             "hostPath": {"path": str(root), "type": "Directory"}})  # fmt: skip
     container["volumeMounts"].append({"name": "simulated-host", "mountPath": str(root)})
