@@ -6,6 +6,7 @@ Debian's Go `host-local`. The host is a veth-mode simulated host (`sim/veth.py`)
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -49,7 +50,9 @@ def static_shim_binary() -> Path:
 
         compiler = cshim.find_compiler()
         assert compiler is not None, "the static shim's tests need a C compiler (cc)"
-        out = Path(tempfile.mkdtemp(prefix="skshim", dir="/tmp")) / "shim"
+        built = Path(tempfile.mkdtemp(prefix="skshim", dir="/tmp"))
+        atexit.register(shutil.rmtree, built, ignore_errors=True)  # once the session ends
+        out = built / "shim"
         out.write_bytes(cshim.compile_shim(compiler))
         out.chmod(0o755)
         _BUILT["static"] = out
