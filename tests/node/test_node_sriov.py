@@ -124,7 +124,12 @@ def test_kubelet_restart_reregisters_the_pool(node: Node) -> None:
 
 def test_vf_losing_carrier_drops_allocatable(node: Node) -> None:
     """A VF whose link loses carrier (the veth peer goes down) is Unhealthy on ListAndWatch:
-    kubelet's healthy set, i.e. its allocatable count, drops by one, and comes back."""
+    kubelet's allocatable count drops by one, and comes back.
+
+    Observable (no API server, so no node status): kubelet's device manager checkpoint
+    `RegisteredDevices`, which kubelet writes from the same healthy-device set its allocatable
+    is the size of (`nodekit.healthy_devices`); and, as behaviour, kubelet refusing a pod that
+    asks for the whole pool while the VF is down (its admission log line)."""
     pool = sorted(pair.vf for pair in node.host.pairs)
     pair = node.host.pairs[-1]
     subprocess.run(["ip", "link", "set", pair.name, "up"], check=True)
