@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 # The node agent image: its name and tag live in deploy/IMAGE, read by everything that needs it.
 IMAGE := $(shell cat deploy/IMAGE)
 
-.PHONY: bootstrap demo test test-unit test-root test-lab lab-setup image image-setup lint bench
+.PHONY: bootstrap demo test test-unit test-root test-lab lab-setup image image-setup node-setup \
+	lint bench
 
 bootstrap:
 	@sh scripts/bootstrap.sh
@@ -25,9 +26,14 @@ image: bootstrap
 # What the image tier needs before pytest starts: the image, built and cached.
 image-setup: image
 
-# Every tier: unit, integration (root), runtime and image (podman), lab (QEMU guest), then lint
-# and types.
-test: bootstrap lab-setup image-setup
+# The node tier's kubelet (built from Debian's kubernetes source package), containerd, pause image.
+# Outside CI a machine that cannot have it (not Debian 12) skips the node tier, saying why.
+node-setup: bootstrap
+	@$(VENV)/bin/sriovkit node setup || { [ -z "$$CI" ] && echo "node: the node tier will be skipped"; }
+
+# Every tier: unit, integration (root), runtime and image (podman), node (a real kubelet running
+# the agent image), lab (QEMU guest), then lint and types.
+test: bootstrap lab-setup image-setup node-setup
 	@bash scripts/test.sh
 
 test-unit: bootstrap

@@ -1,5 +1,5 @@
-"""Under CI, a test module of the integration, runtime or image tier that skips itself at import
-fails.
+"""Under CI, a test module of the integration, runtime, image or node tier that skips itself at
+import fails.
 
 Those modules skip at import when a host prerequisite is missing (`pytest.skip(...,
 allow_module_level=True)`: no root, no `ip`, no Go `host-local`). Locally that is the right
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 # Directories under tests/ whose modules need host tools, as the tiers are laid out.
-GUARDED_TIERS = ("integration", "runtime", "image")
+GUARDED_TIERS = ("integration", "runtime", "image", "node")
 
 
 def guarded_tier(path: Path, rootpath: Path) -> str | None:

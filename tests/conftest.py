@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -69,23 +70,55 @@ def image_tier_missing() -> str | None:
     return None
 
 
-def _gate_podman_tier(items: list[pytest.Item], marker: str, missing: str | None) -> None:
-    """Skip tests marked `marker` with the reason where podman cannot run them; in CI, fail."""
-    tier = [item for item in items if item.get_closest_marker(marker) is not None]
-    if not tier or missing is None:
+@cache
+def node_tier_missing() -> str | None:
+    """Why the node tier (a real kubelet + containerd) cannot run here, or None."""
+    reason = root_tier_missing()
+    if reason is not None:
+        return reason.replace("integration tier", "node tier")
+    from sriovkit.errors import NodeUnavailable  # noqa: PLC0415
+    from sriovkit.node.setup import default_cache, ensure_node  # noqa: PLC0415
+
+    try:
+        ensure_node(default_cache(), install=False)
+    except NodeUnavailable as exc:
+        return f"node tier: {exc} (make node-setup)"
+    for tool in ("containerd", "ctr", "strace", "nsenter"):
+        if shutil.which(tool) is None:
+            return f"node tier needs `{tool}` (make node-setup)"
+    for plugin in ("host-local", "loopback"):
+        if not Path("/usr/lib/cni", plugin).is_file():
+            return f"node tier needs /usr/lib/cni/{plugin} (Debian's containernetworking-plugins)"
+    if not Path("/bin/busybox").is_file():
+        return "node tier needs /bin/busybox for its pod image (Debian's busybox-static)"
+    # kubelet's device-plugins directory is a constant (/var/lib/kubelet/device-plugins): one
+    # kubelet per machine.
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "kubelet":
+                return f"node tier: another kubelet (pid {proc.name}) runs on this machine"
+    return None
+
+
+def _gate_tier(items: list[pytest.Item], marker: str, missing: Callable[[], str | None]) -> None:
+    """Skip `marker` tests with the reason where the tier cannot run; in CI, fail."""
+    marked = [item for item in items if item.get_closest_marker(marker) is not None]
+    if not marked:
+        return
+    reason = missing()
+    if reason is None:
         return
     if os.environ.get("CI"):
-        raise pytest.UsageError(f"CI must run the {marker} tier, but {missing}")
-    for item in tier:
-        item.add_marker(pytest.mark.skip(reason=missing))
+        raise pytest.UsageError(f"CI must run the {marker} tier, but {reason}")
+    for item in marked:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip `root` tests with the reason where the tier cannot run; in CI that is a failure."""
-    if any(item.get_closest_marker("runtime") for item in items):
-        _gate_podman_tier(items, "runtime", runtime_tier_missing())
-    if any(item.get_closest_marker("image") for item in items):
-        _gate_podman_tier(items, "image", image_tier_missing())
+    _gate_tier(items, "runtime", runtime_tier_missing)
+    _gate_tier(items, "image", image_tier_missing)
+    _gate_tier(items, "node", node_tier_missing)
     if not any("root" in item.keywords for item in items):
         return
     reason = root_tier_missing()

@@ -23,6 +23,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "bond": ("sriovkit.commands.bond", "bond"),
     "sim": ("sriovkit.commands.sim", "sim"),
     "lab": ("sriovkit.commands.lab", "lab"),
+    "node": ("sriovkit.commands.node", "node"),
     "agent": ("sriovkit.commands.agent", "agent"),
     "install-cni": ("sriovkit.commands.agent", "install_cni"),
     "agent-status": ("sriovkit.commands.agent_status", "agent_status"),

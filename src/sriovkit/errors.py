@@ -167,6 +167,13 @@ class LabUnavailable(HostError):
     exit_code = 7
 
 
+class NodeUnavailable(HostError):
+    """The node tier's kubelet, containerd or images cannot be had here (not Debian, no root,
+    the source package or the build failed). The message says what is missing."""
+
+    exit_code = 7
+
+
 __all__ = [
     "Abandoned",
     "BadEnv",
@@ -179,6 +186,7 @@ __all__ = [
     "InvalidInput",
     "IpamError",
     "LabUnavailable",
+    "NodeUnavailable",
     "NotFound",
     "PluginNotAvailable",
     "ProtocolError",
