@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 apt_need=""
 # podman + runc (with conmon, pulled in by podman): the runtime and image tiers' container
-# runtime; debootstrap: the agent image's base (scripts/build-image.sh).
+# runtime; debootstrap: the agent image's base (scripts/build-image.sh); gcc + libc6-dev (libc.a):
+# the static C CNI shim that install-cni builds (the integration tier runs both shims).
 for pkg in pciutils pci.ids iproute2 ethtool iputils-ping containernetworking-plugins make \
-           podman runc debootstrap; do
+           podman runc debootstrap gcc libc6-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || apt_need="$apt_need $pkg"
 done
 # The runtime tier's image is one busybox. busybox-static and Debian's (dynamic) busybox conflict:
