@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
 from collections.abc import Iterator
@@ -25,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sriovkit.errors import HostError
+from sriovkit.host.state import JOURNAL_LOCK, StateStore
 from sriovkit.host.statefiles import sweep_temps
 from sriovkit.model.journal import MAX_ENTRY, SUFFIX, BadEntry, PendingDel, decode_entry
 
 JOURNAL_DIR = "pending-del"
-LOCKS_DIR = "locks"
-JOURNAL_LOCK = "pending-del.lock"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -66,33 +64,19 @@ class Journal:
         if root is None:
             yield None
             return
-        fds = [root]
         try:
             journal = self._open(self.dir, root)
-            if journal is None:
-                yield None
-                return
-            fds.append(journal)
-            locks = self._open(self.state_dir / LOCKS_DIR, root)
-            if locks is None:  # shims make locks/ before pending-del/: a hand-made tree
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(LOCKS_DIR, 0o700, dir_fd=root)
-                locks = self._open(self.state_dir / LOCKS_DIR, root)
-                if locks is None:
-                    raise HostError(f"cannot create {self.state_dir / LOCKS_DIR}")
-            fds.append(locks)
-            lock_path = self.state_dir / LOCKS_DIR / JOURNAL_LOCK
-            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            try:
-                lock = os.open(JOURNAL_LOCK, flags, 0o600, dir_fd=locks)
-            except OSError as exc:
-                raise HostError(f"cannot open {lock_path}: {exc.strerror}", exc.errno) from None
-            fds.append(lock)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield journal
         finally:
-            for fd in reversed(fds):
-                os.close(fd)
+            os.close(root)
+        if journal is None:
+            yield None
+            return
+        try:
+            # The state store's lock file, under its locks/ (made if a hand-made tree lacks it).
+            with StateStore(self.state_dir).lock_journal():
+                yield journal
+        finally:
+            os.close(journal)
 
     def entries(self, dfd: int) -> tuple[list[PendingDel], list[Refused]]:
         """The pending DELs in the journal open as `dfd`, and the files refused, by name."""

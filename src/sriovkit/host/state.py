@@ -9,6 +9,7 @@ Layout under the state directory (0700):
                                               ADD, DEL and CHECK of one attachment in order
     locks/pod-<NN>.lock                       one of 64 stripes by pod (namespace/name): ADDs
                                               choosing among a pod's devices, one at a time
+    locks/pending-del.lock                    the pending-DEL journal's (`host/journal.py`)
 
 The node agent and the in-process fallback share this directory, so everything that matters is
 on disk and crash-safe: writes go to a temp file in the same directory, are fsync()ed, rename()d
@@ -59,6 +60,8 @@ _ATTACH, _ALLOC, _LOCKS = "attachments", "allocations", "locks"
 ATTACHMENT_STRIPES = 64
 """How many lock files the attachments share (see `StateStore.lock_attachment`)."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+JOURNAL_LOCK = "pending-del.lock"
+"""The lock the shims hold shared while they journal a DEL, the agent exclusively to replay."""
 _TMP_PREFIX = "."
 _TMP_SUFFIX = ".tmp"
 """Age (s) after which an unlocked temp file in the state dir is a dead writer's leftover."""
@@ -365,6 +368,12 @@ class StateStore:
             yield
 
     @contextlib.contextmanager
+    def lock_journal(self) -> Iterator[None]:
+        """Hold the pending-DEL journal's lock exclusively (the agent's replay)."""
+        with self._lock(JOURNAL_LOCK, "the pending-DEL journal", None):
+            yield
+
+    @contextlib.contextmanager
     def _lock(self, name: str, what: str, timeout: float | None) -> Iterator[None]:
         with self._subdir(_LOCKS) as dfd:
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -401,6 +410,7 @@ class _Head(msgspec.Struct):
 
 __all__ = [
     "DEFAULT_STATE_DIR",
+    "JOURNAL_LOCK",
     "STATE_DIR_ENV",
     "StateStore",
     "attachment_file_name",
