@@ -15,15 +15,17 @@ if TYPE_CHECKING:
 
 # The shim defines the default socket and its variable (it imports nothing, so it is cheap here).
 _SOCKET_ENV = shim.SOCKET_ENV.decode()
-_SOCKET_HELP = f"The agent's unix socket [{shim.DEFAULT_SOCKET} or ${_SOCKET_ENV}]."
+SOCKET_HELP = f"The agent's unix socket [{shim.DEFAULT_SOCKET} or ${_SOCKET_ENV}]."
+"""The help of every command's --socket (the agent's, install-cni's, agent-status')."""
 
 
-def _socket_default() -> Path:
+def socket_default() -> Path:
+    """The agent's socket when --socket is not given: $SRIOVKIT_AGENT_SOCKET, else the default."""
     return Path(os.environ.get(_SOCKET_ENV) or shim.DEFAULT_SOCKET)
 
 
 @click.command()
-@click.option("--socket", "socket_path", type=click.Path(path_type=Path), help=_SOCKET_HELP)
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path), help=SOCKET_HELP)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -87,7 +89,7 @@ def agent(
     from sriovkit.errors import InvalidInput  # noqa: PLC0415
 
     setup_logging(verbose)
-    path = socket_path or _socket_default()
+    path = socket_path or socket_default()
     if not path.is_absolute():
         raise InvalidInput("--socket", f"{path} is not an absolute path")
     defaults: dict[str, str] = {}
@@ -150,7 +152,7 @@ def agent(
     "'none': no fallback (pending DELs are journaled). Default: none for the static shim, the "
     "installing interpreter for the Python shim.",
 )
-@click.option("--socket", "socket_path", type=click.Path(path_type=Path), help=_SOCKET_HELP)
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path), help=SOCKET_HELP)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -179,7 +181,7 @@ def install_cni(
     # None: invoked outside the `sriovkit` group. Resolved as `agent` resolves it.
     root = Path(env.root).resolve() if env is not None else None
     target, changed = install_shim(
-        bin_dir, name, socket_path or _socket_default(), state_dir=state_dir, root=root,
+        bin_dir, name, socket_path or socket_default(), state_dir=state_dir, root=root,
         kind=kind, shim_binary=shim_binary, fallback=fallback,
     )  # fmt: skip
     click.echo(f"{'installed' if changed else 'unchanged'}: {target}")

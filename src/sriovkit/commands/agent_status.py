@@ -10,16 +10,15 @@ agent must fail.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import click
 
 from sriovkit.cni import shim
+from sriovkit.commands.agent import SOCKET_HELP, socket_default
 from sriovkit.errors import InvalidInput, Unavailable
 
-_SOCKET_ENV = shim.SOCKET_ENV.decode()
 PROBE_CONFIG = b'{"cniVersion":"1.1.0","name":"sriovkit-probe","type":"sriov"}'
 """The network config a probe sends: no IPAM, so STATUS looks at the agent alone."""
 
@@ -50,7 +49,7 @@ def probe(socket_path: Path, timeout: float) -> str:
     "--socket",
     "socket_path",
     type=click.Path(path_type=Path),
-    help=f"The agent's unix socket [{shim.DEFAULT_SOCKET} or ${_SOCKET_ENV}].",
+    help=SOCKET_HELP,
 )
 @click.option(
     "--timeout",
@@ -62,7 +61,7 @@ def probe(socket_path: Path, timeout: float) -> str:
 def agent_status(socket_path: Path | None, timeout: float) -> None:
     """Ask the running agent for CNI STATUS: exit 0 when it is ready, 5 (with the reason on
     stderr) when it is not or does not answer. For Kubernetes liveness/readiness probes."""
-    path = socket_path or Path(os.environ.get(_SOCKET_ENV) or shim.DEFAULT_SOCKET)
+    path = socket_path or socket_default()
     if not path.is_absolute():
         raise InvalidInput("--socket", f"{path} is not an absolute path")
     click.echo(probe(path, timeout))
