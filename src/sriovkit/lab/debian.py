@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from sriovkit.errors import HostError
 from sriovkit.lab.errors import LabUnavailable
 
 Log = Callable[[str], None]
@@ -50,20 +51,40 @@ def debian_codename(path: Path = Path("/etc/os-release")) -> str | None:
     return info.get("VERSION_CODENAME") or None
 
 
-def _run(argv: Sequence[str], what: str, log: Log, cwd: Path | None = None) -> str:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
+def run(
+    argv: Sequence[str],
+    what: str,
+    log: Log,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 1800,
+    error: type[HostError] = LabUnavailable,
+) -> str:
+    """Run one set-up command (apt, dpkg, a build); its stdout.
+
+    `env` defaults to ours with apt's non-interactive, C-locale settings. A command that cannot
+    start, times out or fails raises `error` (the lab's or the node tier's), saying `what`
+    failed, the command and the tail of its output.
+    """
+    if env is None:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
     log("$ " + " ".join(argv))
     try:
         proc = subprocess.run(
             list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, check=False, timeout=1800,
-        )
+            capture_output=True, text=True, check=False, timeout=timeout,
+        )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LabUnavailable(f"{what}: {exc}") from exc
+        raise error(f"{what}: {exc}") from exc
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-        raise LabUnavailable(f"{what}: `{' '.join(argv)}` exited {proc.returncode}:\n{tail}")
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
+        raise error(f"{what}: `{' '.join(argv)}` exited {proc.returncode}:\n{tail}")
     return proc.stdout
+
+
+def _run(argv: Sequence[str], what: str, log: Log, cwd: Path | None = None) -> str:
+    return run(argv, what, log, cwd=cwd)
 
 
 def can_install() -> bool:

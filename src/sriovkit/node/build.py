@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sriovkit.errors import NodeUnavailable
+from sriovkit.lab import debian
 
 Log = Callable[[str], None]
 
@@ -31,19 +31,8 @@ _PLAIN = re.compile(r"^(\d+\.\d+\.\d+)")
 
 
 def _run(argv: Sequence[str], what: str, log: Log, cwd: Path | None = None,
-         env: dict[str, str] | None = None, timeout: float = 1800) -> str:
-    log("$ " + " ".join(argv))
-    try:
-        proc = subprocess.run(
-            list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, check=False, timeout=timeout,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise NodeUnavailable(f"{what}: {exc}") from exc
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
-        raise NodeUnavailable(f"{what}: `{' '.join(argv)}` exited {proc.returncode}:\n{tail}")
-    return proc.stdout
+         env: dict[str, str] | None = None, timeout: float = 1800) -> str:  # fmt: skip
+    return debian.run(argv, what, log, cwd=cwd, env=env, timeout=timeout, error=NodeUnavailable)
 
 
 def git_version(tree: Path) -> str:
