@@ -129,6 +129,38 @@ def test_pod_altname_clashing_with_a_host_name_does_not_block_the_return(
     assert_clean(lab)
 
 
+def test_del_that_cannot_move_the_vf_home_leaves_no_released_address_on_it(
+    lab: Lab, host: VethHost, pods: list[Path]
+) -> None:
+    """IPAM DEL overlaps the move home (ops/cni/ipam.py `DelIpam`), so the addresses go off the
+    VF before the move: a move home the kernel then refuses leaves the VF without the address
+    IPAM released, and the records for the retry."""
+    pair = host.pairs[0]
+    before = snapshot(lab, host, pair)
+    pod = new_pod(pods)
+    added(lab, pod, pair)
+    (leased,) = leased_ips(lab.data, lab.network)
+    assert f" {leased}/" in ip_addrs_of(pod)
+    # A host link of the VF's name: the kernel moves the VF out under its pod name, then
+    # refuses to rename it (EEXIST), and the request fails.
+    blocker = subprocess.run(["ip", "link", "add", pair.name, "type", "veth", "peer", "name",
+                              pair.name + "x"], capture_output=True, text=True)  # fmt: skip
+    assert blocker.returncode == 0, blocker.stderr
+    try:
+        with pytest.raises(HostError, match="kept for a retry"):
+            deleted(lab, pod, pair)
+        host_addrs = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True,
+                                    check=True).stdout  # fmt: skip
+        assert f" {leased}/" not in ip_addrs_of(pod) + host_addrs
+        assert leased_ips(lab.data, lab.network) == []
+        assert lab.store.attachment_keys() == [lab.env("DEL", "c1", pod).key]
+    finally:
+        subprocess.run(["ip", "link", "del", pair.name], check=True, capture_output=True)
+    deleted(lab, pod, pair)
+    assert snapshot(lab, host, pair) == before
+    assert_clean(lab)
+
+
 def test_vf_hidden_in_a_nested_netns_keeps_its_records(
     lab: Lab, host: VethHost, pods: list[Path]
 ) -> None:

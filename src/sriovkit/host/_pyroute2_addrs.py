@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from typing import Any
 
+from sriovkit.errors import HostError
 from sriovkit.host._pyroute2_conn import Rtnl, mapped
 from sriovkit.host.netlink import Address, Route
 
@@ -33,6 +35,20 @@ class Pyroute2Addresses(Rtnl):
             args["broadcast"] = str(iface.network.broadcast_address)
         with self._on(name, f"failed to add {cidr} to {name}") as index:
             self._ipr.addr("add", index=index, **args)
+
+    def del_address(self, name: str, cidr: str) -> bool:
+        """One RTM_DELADDR for `cidr`; False if the link does not have it (EADDRNOTAVAIL)."""
+        iface = ipaddress.ip_interface(cidr)
+        try:
+            with self._on(name, f"failed to remove {cidr} from {name}") as index:
+                self._ipr.addr(
+                    "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
+                )
+        except HostError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return False
+            raise
+        return True
 
     def flush_addresses(self, name: str) -> None:
         """Remove every address from the link."""

@@ -218,6 +218,10 @@ class Addresses(Protocol):
         """Remove every IP address from the link."""
         ...
 
+    def del_address(self, name: str, cidr: str) -> bool:
+        """Remove `cidr` from the link; False if the link does not have that address."""
+        ...
+
     def routes(self, name: str | None = None) -> list[Route]:
         """Main-table routes, optionally only those through link `name`."""
         ...

@@ -38,6 +38,21 @@ class FakeAddresses(FakeSeam):
 
         self._run(apply, write=True)
 
+    def del_address(self, name: str, cidr: str) -> bool:
+        """Remove one address; False if the link does not have it (the kernel's
+        EADDRNOTAVAIL)."""
+
+        def apply(w: World) -> bool:
+            link = self._find(w, name)
+            iface = ipaddress.ip_interface(cidr)
+            kept = [a for a in link.addresses if ipaddress.ip_interface(a) != iface]
+            if len(kept) == len(link.addresses):
+                return False
+            link.addresses[:] = kept
+            return True
+
+        return self._run(apply, write=True)
+
     def flush_addresses(self, name: str) -> None:
         """Remove every address (and the routes through the link, as the kernel does)."""
 

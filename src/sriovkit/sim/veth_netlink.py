@@ -147,6 +147,10 @@ class SplitNetlink:
         """Add an address to the link."""
         self._for(name).add_address(name, cidr)
 
+    def del_address(self, name: str, cidr: str) -> bool:
+        """Remove one address from the link."""
+        return self._for(name).del_address(name, cidr)
+
     def flush_addresses(self, name: str) -> None:
         """Remove every address of the link."""
         self._for(name).flush_addresses(name)

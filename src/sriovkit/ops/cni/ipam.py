@@ -1,5 +1,5 @@
 """IPAM delegation for every kind: the config and CNI_* variables an IPAM plugin sees, and
-ADD overlapped with the netns move where the plugin allows it.
+ADD and DEL overlapped with the netns moves where the plugin allows it.
 
 The netns move costs ~15-20 ms in the kernel and an IPAM plugin process a few ms; a plugin that
 never looks at the pod (`host.ipam.POD_INDEPENDENT`: host-local, static, whereabouts) runs on a
@@ -79,9 +79,41 @@ class AddIpam:
         self.ipam.delete(self.conf, self.env)
 
 
-def start_ipam(
-    ipam: Ipam, env: CniEnv, raw_conf: Mapping[str, Any], rollback: Rollback
-) -> AddIpam:
+class DelIpam:
+    """IPAM DEL for one release: `early()` once the pod holds none of the attachment's
+    addresses, `finish()` after everything is back.
+
+    A plugin that never looks at the pod (see `AddIpam`) runs on a thread from `early()` on,
+    overlapping the netns move home; any other runs in `finish()`, as it always did. Released
+    before the VF is back, an address must be gone from the pod first: otherwise a VF that then
+    failed to come back would keep an address the plugin hands to the next pod.
+    """
+
+    def __init__(self, ipam: Ipam, conf: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        self.ipam = ipam
+        self.conf = conf
+        self.env = env
+        self._job: Background[None] | None = None
+
+    def early(self) -> None:
+        """The pod no longer holds the addresses: start the plugin now if it allows."""
+        if self._job is None and pod_independent(self.conf):
+            self._job = Background("ipam-del", self.ipam.delete, self.conf, self.env)
+
+    def wait(self) -> None:
+        """Wait for an early DEL to end, whatever its outcome (before a failure is raised)."""
+        if self._job is not None:
+            self._job.wait()
+
+    def finish(self) -> None:
+        """The early DEL's outcome (raised if it failed), or the DEL run now."""
+        if self._job is None:
+            self.ipam.delete(self.conf, self.env)
+        else:
+            self._job.result()
+
+
+def start_ipam(ipam: Ipam, env: CniEnv, raw_conf: Mapping[str, Any], rollback: Rollback) -> AddIpam:
     """IPAM ADD, started early where the plugin allows (it then overlaps the netns move)."""
     conf_for_ipam = ipam_conf(raw_conf) or raw_conf
     ipam.find(ipam_type(conf_for_ipam))  # a missing plugin allocated nothing
@@ -93,4 +125,4 @@ def start_ipam(
     return job
 
 
-__all__ = ["AddIpam", "ipam_conf", "ipam_env_of", "record_env", "start_ipam"]
+__all__ = ["AddIpam", "DelIpam", "ipam_conf", "ipam_env_of", "record_env", "start_ipam"]

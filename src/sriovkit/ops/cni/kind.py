@@ -8,7 +8,7 @@ only its own steps, called by the lifecycle in this order:
     ADD    choose -> resolve -> (locks of every device) -> new_record -> (records written)
            -> host_side -> (IPAM started) -> into_pod -> (IPAM result) -> result
            -> (addresses, announcement, record committed)
-    DEL    restore (the lifecycle then releases IPAM and deletes the records)
+    DEL    restore (the lifecycle releases IPAM meanwhile or after, then deletes the records)
     CHECK  check_conf, verify
 
 Every step that changes the host registers its undo on the `Rollback` it is given, before or
@@ -20,7 +20,7 @@ but the record.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -102,8 +102,14 @@ class Kind(ABC, Generic[TargetT, RecordT]):
         """The CNI result: the interface(s) and IPAM's addresses, routes and DNS."""
 
     @abstractmethod
-    def restore(self, ctx: AttachContext, record: RecordT) -> None:
-        """Give everything `record` holds back as it was; raise (records kept) if it cannot."""
+    def restore(
+        self, ctx: AttachContext, record: RecordT, unaddressed: Callable[[], None] | None = None
+    ) -> None:
+        """Give everything `record` holds back as it was; raise (records kept) if it cannot.
+
+        `unaddressed`, if given, is called once the pod holds none of the addresses the record's
+        result lists (the lifecycle then releases them while the rest of the restore runs).
+        """
 
     @abstractmethod
     def check_conf(self, conf: NetConf, record: RecordT) -> None:

@@ -23,8 +23,9 @@ Decisions:
   runtime must DEL it first.
 
 Releasing (`release`, for DEL, GC and ADD's stale cleanup alike): the kind gives back what the
-record holds, then IPAM DEL, then the attachment record, then the allocations. A failure before
-the records go raises and keeps them, so a retried DEL or a GC finishes the job.
+record holds, with IPAM DEL overlapping the move home once the kind has taken the addresses off
+the pod's interface (else after it), then the attachment record, then the allocations. A
+failure before the records go raises and keeps them, so a retried DEL or a GC finishes the job.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from sriovkit.model.attachment import AllocationRecord, Attachment, AttachmentKe
 from sriovkit.model.cni import CniEnv, NetConf
 from sriovkit.model.cni_result import CURRENT_VERSION, CniResult, parse_result, to_version
 from sriovkit.ops.cni.context import AttachContext
-from sriovkit.ops.cni.ipam import ipam_conf, ipam_env_of, record_env, start_ipam
+from sriovkit.ops.cni.ipam import DelIpam, ipam_conf, ipam_env_of, record_env, start_ipam
 from sriovkit.ops.cni.kind import AnyKind
 from sriovkit.ops.cni.pod import announce_addresses, configure_addresses, require_free_name
 from sriovkit.ops.cni.rollback import Rollback, failed
@@ -252,20 +253,27 @@ def release(
     store = ctx.store
     owned = [d for d in record.devices if _owned_by(store.read_allocation(d), record)]
     conf = ipam_conf(raw_conf)
+    # IPAM is released once the pod holds none of its addresses (`DelIpam`): on a thread while
+    # the netdev moves home where the kind says so and the plugin allows, else after.
+    ipam = DelIpam(ctx.ipam, conf, env) if conf is not None else None
     if len(owned) == len(record.devices):
         kind = _kind_of(kinds, record)
         try:
-            kind.restore(ctx, record)
+            kind.restore(ctx, record, ipam.early if ipam is not None else None)
         except (HostError, NotFound) as exc:
+            if ipam is not None:
+                ipam.wait()
             raise HostError(
                 f"cannot give {kind.describe(record.devices)} back from {record.key} "
                 f"(netns {record.netns}): {exc}; its record is kept for a retry",
                 getattr(exc, "errno", None),
             ) from exc
-    # IPAM only once everything is back: released earlier, a VF that then failed to come back
-    # would keep in the pod an address the plugin hands to the next pod.
-    if conf is not None:
-        ctx.ipam.delete(conf, env)
+        except BaseException:
+            if ipam is not None:
+                ipam.wait()
+            raise
+    if ipam is not None:
+        ipam.finish()
     store.delete_attachment(record.key)
     for device in owned:
         store.delete_allocation(device)

@@ -158,7 +158,13 @@ def move_home(
     pod.move_link(ifname, host_netns, change)
 
 
-def bring_home(host: Links, pod: Links, record: VfAttachment, host_netns: Path) -> bool:
+def bring_home(
+    host: Links,
+    pod: Netlink,
+    record: VfAttachment,
+    host_netns: Path,
+    unaddressed: Callable[[], None] | None = None,
+) -> bool:
     """Move the VF of `record` from `pod` back to the host as it was; False if it is not there.
 
     The one way a VF leaves a pod, for DEL, GC and ADD's rollback alike. The VF is found by its
@@ -167,16 +173,44 @@ def bring_home(host: Links, pod: Links, record: VfAttachment, host_netns: Path) 
     they go first, as one that exists in the host would make the kernel refuse the move. Then
     one message back (name, MTU, MAC, the admin state captured before ADD), then the altnames
     ADD dropped.
+
+    With `unaddressed`: the addresses the record's result lists are taken off the VF first (the
+    kernel would drop them with the move anyway) and `unaddressed` is called, so IPAM can
+    release them during the move while a VF that then failed to move keeps none of them.
     """
     link = pod.find_device(record.device_id, hint=record.ifname)
     if link is None:
         return False
+    if unaddressed is not None:
+        addresses = result_addresses(record)
+        if addresses is not None:
+            for cidr in addresses:
+                pod.del_address(link.name, cidr)
+            unaddressed()
     for alt in link.altnames:
         pod.del_altname(link.name, alt)
     original = record.original
     move_home(pod, link.name, original, original_up(original), host_netns)
     restore_altnames(host, original)
     return True
+
+
+def result_addresses(record: VfAttachment) -> list[str] | None:
+    """The addresses (CIDRs) the record's committed result gave the pod; None when the record
+    has no result (its ADD did not finish) or the result cannot be read."""
+    result = record.result
+    if result is None:
+        return None
+    ips = result.get("ips", [])
+    if not isinstance(ips, list):
+        return None
+    out = []
+    for ip in ips:
+        address = ip.get("address") if isinstance(ip, dict) else None
+        if not isinstance(address, str):
+            return None
+        out.append(address)
+    return out
 
 
 def undo_move(netlink: Netlink, record: VfAttachment, host_netns: Path) -> None:
@@ -191,9 +225,9 @@ def undo_move(netlink: Netlink, record: VfAttachment, host_netns: Path) -> None:
         _undo_move(netlink, record, host_netns)
 
 
-def _undo_move(netlink: Links, record: VfAttachment, host_netns: Path) -> None:
+def _undo_move(netlink: Netlink, record: VfAttachment, host_netns: Path) -> None:
     try:
-        pod: Links | None = netlink.in_netns(Path(record.netns))
+        pod: Netlink | None = netlink.in_netns(Path(record.netns))
     except HostError:
         pod = None  # the pod netns went away: a real VF returns to the host by itself
     if pod is not None:
@@ -305,5 +339,6 @@ __all__ = [
     "require_netdev",
     "resolve_vf",
     "restore_pf_side",
+    "result_addresses",
     "undo_move",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -122,9 +122,14 @@ class VfKind(Kind[VfTarget, VfAttachment]):
         """The VF's interface (with its PCI address) and IPAM's addresses, routes and DNS."""
         return pod_result(ctx, conf, record, link, ipam)
 
-    def restore(self, ctx: AttachContext, record: VfAttachment) -> None:
+    def restore(
+        self,
+        ctx: AttachContext,
+        record: VfAttachment,
+        unaddressed: Callable[[], None] | None = None,
+    ) -> None:
         """PF side, then the netdev home (see ops/cni/vf/restore.py)."""
-        restore_vf(ctx, record)
+        restore_vf(ctx, record, unaddressed)
 
     def check_conf(self, conf: NetConf, record: VfAttachment) -> None:
         """The config's deviceID, if any, must be the recorded VF."""

@@ -11,6 +11,7 @@ The order, for every path alike (the lifecycle then releases IPAM and deletes th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from sriovkit.errors import Busy, HostError
@@ -27,16 +28,24 @@ from sriovkit.ops.cni.vf.device import (
 )
 
 
-def restore_vf(ctx: AttachContext, record: VfAttachment) -> None:
-    """Put the VF of `record` back as recorded (PF side, then netdev); raise if it cannot."""
+def restore_vf(
+    ctx: AttachContext, record: VfAttachment, unaddressed: Callable[[], None] | None = None
+) -> None:
+    """Put the VF of `record` back as recorded (PF side, then netdev); raise if it cannot.
+
+    `unaddressed` is called once the VF in the pod has none of the recorded addresses, just
+    before it moves home (see `bring_home`).
+    """
     if not ctx.sysfs.exists(record.pci):
         return  # the VF itself is gone (sriov_numvfs lowered): nothing left to restore
     with pf_side_restored(ctx.netlink, record):
         if record.original.name:  # else DPDK mode: the VF never had a netdev to move
-            _netdev_home(ctx, record)
+            _netdev_home(ctx, record, unaddressed)
 
 
-def _netdev_home(ctx: AttachContext, record: VfAttachment) -> None:
+def _netdev_home(
+    ctx: AttachContext, record: VfAttachment, unaddressed: Callable[[], None] | None
+) -> None:
     original = record.original
     netns = Path(record.netns)
     gone = not ctx.netns_alive(netns)
@@ -48,7 +57,7 @@ def _netdev_home(ctx: AttachContext, record: VfAttachment) -> None:
             gone = True  # deleted meanwhile: look in the host below
         else:
             try:
-                if bring_home(ctx.netlink, pod, record, ctx.host_netns):
+                if bring_home(ctx.netlink, pod, record, ctx.host_netns, unaddressed):
                     return
             finally:
                 pod.close()
