@@ -25,6 +25,7 @@ if os.geteuid() != 0 or shutil.which("ip") is None:
     pytest.skip("needs root and iproute2 to create network namespaces", allow_module_level=True)
 
 from sriovkit.host._pyroute2 import Pyroute2Netlink  # noqa: E402
+from sriovkit.host._pyroute2_conn import link_info  # noqa: E402
 
 
 def ip(*args: str) -> None:
@@ -178,3 +179,35 @@ def test_link_states_say_what_links_say(nl: Pyroute2Netlink) -> None:
     assert {s.name: (s.up, s.carrier) for s in nl.link_states({"skv0", "skv1"})} == {
         "skv0": (True, False), "skv1": (False, False)
     }  # fmt: skip
+
+
+def test_direct_link_reading_equals_pyroute2s_decoding(netns: tuple[Path, Path]) -> None:
+    """`rtnl_link.parse_link` (the hot path's reading of RTM_NEWLINK) gives exactly the
+    `LinkInfo` that pyroute2's full decoding gives (`link_info`), for every kind of link the
+    kernel here has: loopback, veth pairs (peer in this netns, peer in another, with altname,
+    down and up, with a custom MTU and MAC), and the root netns's own links."""
+    host, pod = netns
+    ip("-n", host.name, "link", "add", "skv2", "mtu", "1400", "address", "02:00:00:00:00:42",
+       "type", "veth", "peer", "name", "skv3", "netns", pod.name)  # fmt: skip
+    ip("-n", host.name, "link", "set", "skv2", "up")
+    ip("-n", host.name, "link", "set", "skv0", "up")
+    ip("-n", pod.name, "link", "set", "skv3", "up")
+    for where in (host, pod, None):
+        with Pyroute2Netlink(where) as seam:
+            names = [lk.name for lk in seam.links()]
+            assert names
+            for name in names:
+                for vfs in (True, False):
+                    fast = seam._link_info(name=name, vfs=vfs)
+                    slow = link_info(seam._getlink(name=name, vfs=vfs))
+                    assert fast == slow, name
+                    assert seam._link_info(index=fast.index, vfs=vfs) == fast
+    with Pyroute2Netlink(host) as seam:
+        veth = seam.link("skalt0")  # by altname, as the kernel resolves it
+        assert (veth.name, veth.altnames, veth.kind, veth.up) == (
+            "skv0", ("skalt0",), "veth", True
+        )  # fmt: skip
+        peer = seam.link("skv2")
+        assert (peer.mtu, peer.mac, peer.link_netnsid is not None) == (
+            1400, "02:00:00:00:00:42", True
+        )  # fmt: skip

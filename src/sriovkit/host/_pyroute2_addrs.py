@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 from typing import Any
 
 from sriovkit.errors import HostError
 from sriovkit.host._pyroute2_conn import Rtnl, mapped
 from sriovkit.host.netlink import Address, Route
+
+_RTM_NEWADDR = 20
+_RTM_DELADDR = 21
+_CREATE_EXCL = 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL, as `ip addr add`
 
 
 class Pyroute2Addresses(Rtnl):
@@ -26,24 +31,15 @@ class Pyroute2Addresses(Rtnl):
         ]
 
     def add_address(self, name: str, cidr: str) -> None:
-        """Add `cidr` to the link."""
-        iface = ipaddress.ip_interface(cidr)
-        args: dict[str, Any] = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
-        if iface.version == 4 and iface.network.prefixlen < 31:
-            # As `ip addr add ... brd +` and the reference plugins do: without IFA_BROADCAST
-            # the kernel leaves the address without one, and subnet broadcasts go unanswered.
-            args["broadcast"] = str(iface.network.broadcast_address)
+        """Add `cidr` to the link (one RTM_NEWADDR; EEXIST if it is there)."""
         with self._on(name, f"failed to add {cidr} to {name}") as index:
-            self._ipr.addr("add", index=index, **args)
+            self._wire.request(_addr_msg(index, cidr, broadcast=True), _RTM_NEWADDR, _CREATE_EXCL)
 
     def del_address(self, name: str, cidr: str) -> bool:
         """One RTM_DELADDR for `cidr`; False if the link does not have it (EADDRNOTAVAIL)."""
-        iface = ipaddress.ip_interface(cidr)
         try:
             with self._on(name, f"failed to remove {cidr} from {name}") as index:
-                self._ipr.addr(
-                    "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
-                )
+                self._wire.request(_addr_msg(index, cidr, broadcast=False), _RTM_DELADDR)
         except HostError as exc:
             if exc.errno == errno.EADDRNOTAVAIL:
                 return False
@@ -88,6 +84,27 @@ class Pyroute2Addresses(Rtnl):
             args["oif"] = self._index(dev)
         with mapped(f"failed to add route {dst}", dev):
             self._ipr.route("add", **args)
+
+
+def _addr_msg(index: int, cidr: str, *, broadcast: bool) -> Any:
+    """An ifaddrmsg for `cidr` on link `index`, as `ip addr add` sends it: IFA_LOCAL and
+    IFA_ADDRESS for IPv4, IFA_ADDRESS for IPv6."""
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: PLC0415
+
+    iface = ipaddress.ip_interface(cidr)
+    msg = ifaddrmsg()
+    msg["family"] = socket.AF_INET if iface.version == 4 else socket.AF_INET6
+    msg["prefixlen"] = iface.network.prefixlen
+    msg["index"] = index
+    attrs: list[tuple[str, str]] = [("IFA_ADDRESS", str(iface.ip))]
+    if iface.version == 4:
+        attrs.insert(0, ("IFA_LOCAL", str(iface.ip)))
+        if broadcast and iface.network.prefixlen < 31:
+            # As `ip addr add ... brd +` and the reference plugins do: without IFA_BROADCAST
+            # the kernel leaves the address without one, and subnet broadcasts go unanswered.
+            attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
+    msg["attrs"] = attrs
+    return msg
 
 
 __all__ = ["Pyroute2Addresses"]

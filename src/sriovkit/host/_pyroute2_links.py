@@ -16,6 +16,7 @@ from sriovkit.host.netlink import LinkChange, LinkInfo, LinkState
 
 _RTMGRP_LINK = 1
 _IFF_UP = 0x1
+_RTM_GETNSID = 90
 
 
 _GET_EACH_MAX = 512  # above this many names one dump costs less than a request per name
@@ -48,7 +49,8 @@ class Pyroute2Links(Rtnl):
             out: list[LinkState] = []
             for name in names:
                 with contextlib.suppress(NotFound), mapped(f"cannot read link {name}", name):
-                    out.extend(_state(m) for m in self._ipr.link("get", ifname=name))
+                    info = self._link_info(name=name, vfs=False)
+                    out.append(LinkState(info.name, info.up, info.carrier))
             return out
         with mapped("cannot list links"):
             found = [_state(m) for m in self._ipr.get_links()]
@@ -57,7 +59,7 @@ class Pyroute2Links(Rtnl):
     def link_by_index(self, index: int) -> LinkInfo:
         """The link with ifindex `index` (its name is remembered for this index)."""
         with mapped(f"cannot read link #{index}", f"#{index}"):
-            info = link_info(self._ipr.link("get", index=index, ext_mask=RTEXT_FILTER_VF)[0])
+            info = self._link_info(index=index)
         self._indexes[info.name] = info.index
         return info
 
@@ -85,24 +87,33 @@ class Pyroute2Links(Rtnl):
 
     def netns_id(self, netns: Path) -> int | None:
         """RTM_GETNSID for the netns at `netns`: its id in this seam's netns, None if unset."""
+        from pyroute2.netlink.rtnl.nsidmsg import nsidmsg  # noqa: PLC0415
+
         try:
             fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         try:
             with mapped(f"cannot read the netns id of {netns}"):
-                msg = self._ipr.get_netnsid(fd=fd)
+                msg = nsidmsg()
+                msg["attrs"] = [("NETNSA_FD", fd)]
+                replies = self._wire.request(msg, _RTM_GETNSID)
         finally:
             os.close(fd)
-        nsid = msg.get("nsid") if isinstance(msg, dict) else None
-        return None if nsid is None or int(nsid) < 0 else int(nsid)
+        nsid = replies[0].get_attr("NETNSA_NSID") if replies else None
+        if nsid is None:
+            return None
+        nsid = int(nsid)
+        nsid = nsid - (1 << 32) if nsid >= 1 << 31 else nsid  # u32 on the wire, -1 = unset
+        return None if nsid < 0 else nsid
 
     def set_link(self, name: str, change: LinkChange) -> LinkInfo:
         """One RTM_SETLINK with whichever of name / MTU / MAC / admin state is given."""
         with self._on(name, f"failed to configure link {name}") as index:
-            self._ipr.link("set", index=index, **_link_args(change))
+            self._setlink(index, change)
         self._forget(index)
-        info = link_info(self._ipr.link("get", index=index)[0])
+        with mapped(f"cannot read link #{index}", f"#{index}"):
+            info = self._link_info(index=index, vfs=False)
         self._indexes[info.name] = index
         return info
 
@@ -111,7 +122,7 @@ class Pyroute2Links(Rtnl):
         with self._on(name, f"failed to move link {name} to {netns}") as index:
             fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                self._ipr.link("set", index=index, net_ns_fd=fd, **_link_args(change))
+                self._setlink(index, change, netns_fd=fd)
             finally:
                 os.close(fd)
         self._forget(index)  # gone from this namespace
@@ -151,19 +162,6 @@ class Pyroute2Links(Rtnl):
 
 def _is_device(info: LinkInfo, device_id: str) -> bool:
     return info.parent == device_id and info.parent_bus in (None, "pci")
-
-
-def _link_args(change: LinkChange) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    if change.new_name is not None:
-        args["ifname"] = change.new_name
-    if change.mtu is not None:
-        args["mtu"] = change.mtu
-    if change.mac is not None:
-        args["address"] = change.mac
-    if change.up is not None:
-        args["state"] = "up" if change.up else "down"
-    return args
 
 
 __all__ = ["Pyroute2Links"]

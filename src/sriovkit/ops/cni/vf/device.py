@@ -123,6 +123,13 @@ def pf_side_restored(netlink: VfAttrs, record: VfAttachment) -> Iterator[None]:
     VF's MAC change once an admin MAC is set (see `needs_trust_for_mac`), which is how a DEL
     after the pod's netns was deleted used to fail for good.
     """
+    if record.applied.vf_settings().empty:
+        # ADD set no PF-side attribute, and a VF cannot change its own from the pod (its MAC,
+        # which a VF driver can ask the PF for, comes back with the netdev's): nothing to put
+        # back, and no PF read (on a PF with many VFs, the kernel gathers every VF's attributes
+        # and statistics for one RTM_GETLINK).
+        yield
+        return
     settings = record.original.vf_settings()
     # Only where ADD set an admin MAC: otherwise the netdev kept its own MAC (an untrusted
     # VF cannot have changed it) and two more PF requests would buy nothing.
