@@ -268,3 +268,26 @@ def test_discard_removes_only_the_file_that_was_read(tmp_path: Path) -> None:
     finally:
         os.close(dfd)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_record_written_before_the_field_reads_as_this_boot(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    store.write_attachment(_record())
+    path = tmp_path / "state" / "attachments" / "c1@net1.json"
+    obj = msgspec.json.decode(path.read_bytes())
+    del obj["boot_id"]
+    path.write_bytes(msgspec.json.encode(obj))
+    record = store.read_attachment(KEY)
+    assert record is not None and record.boot_id is None and record.schema == 1
+
+
+def test_gc_releases_an_earlier_boots_record_without_restoring(host: Host) -> None:
+    _add(host, "c1", "p1", vlan=7)
+    _reboot(host, "p1")
+    pf = host.pf.netdev or ""
+    apply_vf(host.netlink, pf, 0, VfSettings(vlan=42))
+    env = host.env("GC", "c1", None)
+    conf, raw = host.conf(env, **{"cni.dev/valid-attachments": []})
+    attach.gc(host.ctx, conf, raw)
+    assert read_vf(host.netlink, pf, 0).vlan == 42
+    assert host.store.attachment_keys() == [] and list(host.store.allocations()) == []
