@@ -17,6 +17,7 @@ import pytest
 from test_attach_unit import Host
 
 from sriovkit.cni import shim
+from sriovkit.cni.dispatch import host_context
 from sriovkit.cni.install import install_shim
 from sriovkit.errors import CheckFailed, HostError
 from sriovkit.host.boot import boot_id, boot_time, predates_boot
@@ -291,3 +292,9 @@ def test_gc_releases_an_earlier_boots_record_without_restoring(host: Host) -> No
     attach.gc(host.ctx, conf, raw)
     assert read_vf(host.netlink, pf, 0).vlan == 42
     assert host.store.attachment_keys() == [] and list(host.store.allocations()) == []
+
+
+def test_the_adapters_context_carries_this_boots_id(tmp_path: Path) -> None:
+    env = {"SRIOVKIT_STATE_DIR": str(tmp_path / "state"), "SRIOVKIT_ROOT": str(tmp_path)}
+    with host_context(env) as ctx:
+        assert ctx.boot_id == boot_id() and ctx.boot_id is not None
