@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sriovkit.host.boot import cached_boot_id
 from sriovkit.host.ipam import Ipam
 from sriovkit.host.netlink import Netlink
 from sriovkit.host.state import StateStore
@@ -94,6 +95,7 @@ class Lab:
         self.store = StateStore(self.state)
 
     def ctx(self, **extra: Any) -> AttachContext:
+        extra.setdefault("boot_id", cached_boot_id())  # as the adapters fill it
         return AttachContext(
             sysfs=self.sysfs,
             netlink=self.netlink,

@@ -35,6 +35,7 @@ from typing import Any
 
 from sriovkit.cni.log import log_invocation
 from sriovkit.errors import InvalidInput, SriovkitError
+from sriovkit.host.boot import cached_boot_id
 from sriovkit.host.ipam import Ipam
 from sriovkit.host.podresources import SOCKET as PODRESOURCES_SOCKET
 from sriovkit.host.podresources import PodResources, default_kubelet_dir
@@ -84,7 +85,12 @@ def host_context(env: Mapping[str, str]) -> Iterator[AttachContext]:
     netlink = open_netlink(root)
     try:
         yield AttachContext(
-            sysfs=sysfs, netlink=netlink, ipam=ipam, store=store, pod_devices=pod_devices
+            sysfs=sysfs,
+            netlink=netlink,
+            ipam=ipam,
+            store=store,
+            pod_devices=pod_devices,
+            boot_id=cached_boot_id(),
         )
     finally:
         netlink.close()

@@ -5,6 +5,12 @@ simulated host's own files): write a temp file in the same directory (a rename o
 atomically within one file system), fsync it, give it its mode, rename it over the target, then
 fsync the directory (the rename is durable only once the directory is). Raises `OSError`;
 callers say what they were writing when they map it to a `HostError`.
+
+`durable=False` skips both fsyncs: the replacement is still atomic for every reader and
+survives the writer being killed (the page cache outlives a process), but not a power loss,
+after which the file may be old, new, empty or truncated. For files that describe state that
+dies with the boot anyway (the CNI plugin's attachment and allocation records, host/state.py),
+where the fsyncs would only slow the CNI ADD/DEL path down.
 """
 
 from __future__ import annotations
@@ -31,13 +37,15 @@ def write_at(
     mode: int = 0o600,
     temp: str | None = None,
     hold_lock: bool = False,
+    durable: bool = True,
 ) -> None:
     """Replace `name` in the directory open as `dfd` with `data`, atomically and durably.
 
     The temp file (`temp`, default `temp_name(name)`) is created with O_EXCL and O_NOFOLLOW, so
     nothing planted under that name is written through. `hold_lock` flock()s it from creation to
     rename: a sweeper can then tell a live writer's temp file from a dead one's (the kernel
-    drops a dead process's lock). On failure the temp file is removed and the error raised.
+    drops a dead process's lock). `durable=False`: no fsync of the file or the directory (see
+    the module doc). On failure the temp file is removed and the error raised.
     """
     tmp = temp or temp_name(name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -50,7 +58,8 @@ def write_at(
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         finally:
             os.close(fd)
@@ -58,7 +67,8 @@ def write_at(
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=dfd)
         raise
-    os.fsync(dfd)
+    if durable:
+        os.fsync(dfd)
 
 
 def write_file(path: Path, data: bytes, *, mode: int = 0o644, parents: bool = False) -> None:

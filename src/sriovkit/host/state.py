@@ -12,13 +12,23 @@ Layout under the state directory (0700):
     locks/pending-del.lock                    the pending-DEL journal's (`host/journal.py`)
 
 The node agent and the in-process fallback share this directory, so everything that matters is
-on disk and crash-safe: writes go to a temp file in the same directory, are fsync()ed, rename()d
-over the record and the directory is fsync()ed, so a reader sees the old record or the new one,
-never a torn one (a temp file left by a writer killed mid-write is deleted when records are
-listed: `statefiles.sweep_temps`). Files are 0600. Every open goes through a directory fd
-opened with O_NOFOLLOW, so a symlink planted as a record, a sub-directory or the state
-directory itself is refused rather than followed (the directory may be world-visible on a
-badly set up node).
+on disk and safe from a process crash: writes go to a temp file in the same directory and are
+rename()d over the record, so a reader sees the old record or the new one, never a torn one (a
+temp file left by a writer killed mid-write is deleted when records are listed:
+`statefiles.sweep_temps`). Files are 0600.
+
+No fsync on write or delete: a record describes kernel state (a VF netdev in a pod netns, its
+attributes) that dies with a reboot, so power-loss durability buys nothing and each fsync costs
+milliseconds on the ADD/DEL path; a killed process loses nothing (the page cache outlives it).
+An attachment record carries its boot's id (`host/boot.py`): one of an earlier boot is released
+without restoring anything from it, and fails CHECK (ops/cni/lifecycle.py). A record that cannot
+be decoded (a power loss may leave one empty or truncated) last modified before this boot
+started is an earlier boot's leftover: reading it removes it and answers "no record"; one
+modified during this boot stays an error naming the file (only tampering makes one).
+
+Every open goes through a directory fd opened with O_NOFOLLOW, so a symlink planted as a
+record, a sub-directory or the state directory itself is refused rather than followed (the
+directory may be world-visible on a badly set up node).
 
 Lock files are never deleted: unlinking a lock file while another process waits on it would let
 two holders lock two different inodes.
@@ -42,7 +52,8 @@ import msgspec
 
 from sriovkit.errors import HostError, InvalidInput
 from sriovkit.host.atomicfile import write_at
-from sriovkit.host.statefiles import flock_within, sweep_temps
+from sriovkit.host.boot import PROC, predates_boot
+from sriovkit.host.statefiles import discard_leftover, flock_within, sweep_temps
 from sriovkit.model.attachment import (
     ATTACHMENT_KINDS,
     LEGACY_KIND,
@@ -106,8 +117,9 @@ def _pci_name(pci: PciAddress | str) -> str:
 class StateStore:
     """Records and per-VF locks under `dir` (see the module doc); creates the tree on first use."""
 
-    def __init__(self, dir: Path) -> None:
+    def __init__(self, dir: Path, proc: Path = PROC) -> None:
         self.dir = Path(dir)
+        self.proc = proc  # where this boot's start time is read (`host/boot.py`)
 
     # --- directories ---------------------------------------------------------------------
 
@@ -170,18 +182,17 @@ class StateStore:
             else:
                 if not stat.S_ISREG(st.st_mode):
                     raise HostError(f"state record {path} is not a regular file; refusing")
-            # The temp name is the one `sweep_temps` looks for (prefix and suffix).
-            tmp = f"{_TMP_PREFIX}{name}.{os.getpid()}.{time.monotonic_ns()}{_TMP_SUFFIX}"
             try:
                 # The temp file's flock is held until the rename is done: it tells
-                # `sweep_temps` the writer lives.
-                write_at(dfd, name, data, mode=0o600, temp=tmp, hold_lock=True)
+                # `sweep_temps` the writer lives. Not durable: see the module doc.
+                write_at(dfd, name, data, mode=0o600, temp=_temp(name), hold_lock=True,
+                         durable=False)  # fmt: skip
             except OSError as exc:
                 raise HostError(
                     f"cannot write state record {path}: {exc.strerror}", exc.errno
                 ) from None
 
-    def _read(self, sub: str, name: str) -> bytes | None:
+    def _read(self, sub: str, name: str) -> tuple[bytes, os.stat_result] | None:
         path = self.dir / sub / name
         with self._subdir(sub) as dfd:
             try:
@@ -195,9 +206,26 @@ class StateStore:
                     f"cannot read state record {path}: {exc.strerror}", exc.errno
                 ) from None
             with os.fdopen(fd, "rb") as f:
-                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
                     raise HostError(f"state record {path} is not a regular file; refusing")
-                return f.read()
+                return f.read(), st
+
+    def _load(self, sub: str, name: str, kind: type[_R]) -> _R | None:
+        """The record `name`; None if there is none or it is an earlier boot's unreadable
+        leftover, which is removed (see the module doc)."""
+        found = self._read(sub, name)
+        if found is None:
+            return None
+        data, st = found
+        try:
+            return self._decode(sub, name, data, kind)
+        except _Corrupt:
+            if not predates_boot(st.st_mtime, self.proc):
+                raise
+        with self._subdir(sub) as dfd:
+            discard_leftover(dfd, name, st, _temp(name))
+        return None
 
     def _delete(self, sub: str, name: str) -> bool:
         with self._subdir(sub) as dfd:
@@ -210,8 +238,7 @@ class StateStore:
                 raise HostError(
                     f"cannot delete state record {path}: {exc.strerror}", exc.errno
                 ) from None
-            os.fsync(dfd)
-            return True
+            return True  # no directory fsync: see the module doc
 
     def _names(self, sub: str) -> list[str]:
         with self._subdir(sub) as dfd:
@@ -226,7 +253,7 @@ class StateStore:
         try:
             head = msgspec.json.decode(data, type=_Head)
         except msgspec.DecodeError as exc:
-            raise HostError(f"state record {path} is corrupt: {exc}") from None
+            raise _Corrupt(f"state record {path} is corrupt: {exc}") from None
         if head.schema != SCHEMA:
             raise HostError(
                 f"state record {path} has schema {head.schema}; "
@@ -245,7 +272,7 @@ class StateStore:
         try:
             return cast(_R, msgspec.json.decode(data, type=cls))
         except (msgspec.DecodeError, InvalidInput) as exc:
-            raise HostError(f"state record {path} is corrupt: {exc}") from None
+            raise _Corrupt(f"state record {path} is corrupt: {exc}") from None
 
     # --- attachment records --------------------------------------------------------------
 
@@ -254,12 +281,12 @@ class StateStore:
         self._write(_ATTACH, attachment_file_name(record.key), msgspec.json.encode(record))
 
     def read_attachment(self, key: AttachmentKey) -> Attachment | None:
-        """The record of `key`, or None if there is none (HostError if it is unreadable)."""
+        """The record of `key`, or None if there is none (HostError if it is unreadable; an
+        earlier boot's unreadable one is removed and counts as none: see the module doc)."""
         name = attachment_file_name(key)
-        data = self._read(_ATTACH, name)
-        if data is None:
+        record = self._load(_ATTACH, name, Attachment)
+        if record is None:
             return None
-        record = self._decode(_ATTACH, name, data, Attachment)
         if record.key != key:
             raise HostError(f"state record {self.dir / _ATTACH / name} belongs to {record.key}")
         return record
@@ -308,10 +335,9 @@ class StateStore:
     def read_allocation(self, pci: PciAddress | str) -> AllocationRecord | None:
         """Who holds the VF at `pci`, or None."""
         name = f"{_pci_name(pci)}.json"
-        data = self._read(_ALLOC, name)
-        if data is None:
+        record = self._load(_ALLOC, name, AllocationRecord)
+        if record is None:
             return None
-        record = self._decode(_ALLOC, name, data, AllocationRecord)
         if record.device_id != _pci_name(pci):
             raise HostError(f"state record {self.dir / _ALLOC / name} is for {record.device_id}")
         return record
@@ -394,6 +420,15 @@ class StateStore:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def _temp(name: str) -> str:
+    """A temp name for `name`, the kind `sweep_temps` looks for (prefix and suffix)."""
+    return f"{_TMP_PREFIX}{name}.{os.getpid()}.{time.monotonic_ns()}{_TMP_SUFFIX}"
+
+
+class _Corrupt(HostError):
+    """A record that cannot be decoded (see `StateStore._load`)."""
 
 
 def _stripe(prefix: str, text: str) -> str:

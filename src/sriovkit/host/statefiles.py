@@ -1,8 +1,10 @@
-"""Low-level helpers of the state store: the flock with a time limit, and the sweep of temp
-files that a writer killed between create and rename left behind."""
+"""Low-level helpers of the state store: the flock with a time limit, the sweep of temp files
+that a writer killed between create and rename left behind, and the removal of an earlier
+boot's unreadable record."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import stat
@@ -51,6 +53,27 @@ def sweep_temps(dfd: int, names: list[str]) -> None:
             os.close(fd)
 
 
+def discard_leftover(dfd: int, name: str, seen: os.stat_result, temp: str) -> None:
+    """Remove the record `name` in directory `dfd` if it is still the file `seen` describes.
+
+    Moved aside to `temp` first (a temp name `sweep_temps` knows), then unlinked: if a writer
+    replaced the record since it was read, what was moved aside is that writer's record, and it
+    is linked back (unless a newer one is there already). So only the file that was read and
+    judged a leftover is ever removed, whoever writes meanwhile.
+    """
+    try:
+        os.rename(name, temp, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except FileNotFoundError:
+        return
+    try:
+        moved = os.stat(temp, dir_fd=dfd, follow_symlinks=False)
+        if (moved.st_dev, moved.st_ino) != (seen.st_dev, seen.st_ino):
+            with contextlib.suppress(FileExistsError):
+                os.link(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+    finally:
+        os.unlink(temp, dir_fd=dfd)
+
+
 def flock_within(fd: int, what: str, timeout: float | None) -> None:
     """Take an exclusive flock on `fd`: wait forever (`timeout` None) or Busy after `timeout` s."""
     if timeout is None:
@@ -74,4 +97,4 @@ def flock_within(fd: int, what: str, timeout: float | None) -> None:
             return
 
 
-__all__ = ["STALE_TEMP_AGE", "flock_within", "sweep_temps"]
+__all__ = ["STALE_TEMP_AGE", "discard_leftover", "flock_within", "sweep_temps"]

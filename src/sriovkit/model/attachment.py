@@ -211,13 +211,17 @@ class Attachment(_Keyed, frozen=True, kw_only=True, tag_field="kind"):
     The records form a tagged union keyed by `kind` (`ATTACHMENT_KINDS`), so the state store
     holds any kind of attachment. A record without `kind` was written before kinds existed: it
     is a VF record (the store reads it as one). `result` is the CNI result ADD returned (1.1.0
-    JSON), kept for CHECK and for an ADD retried after its answer was lost.
+    JSON), kept for CHECK and for an ADD retried after its answer was lost. `boot_id` is the
+    kernel boot id of the boot whose ADD wrote it (host/boot.py): what the record describes
+    dies with that boot, so a record of an earlier boot is never restored from. None (records
+    from before the field, or a host whose boot id is unreadable) counts as this boot.
     """
 
     network: str
     netns: str
     result: dict[str, object] | None = None
     created: float = msgspec.field(default_factory=time.time)
+    boot_id: str | None = None
 
     @property
     def devices(self) -> tuple[str, ...]:

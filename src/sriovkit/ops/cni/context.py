@@ -32,6 +32,9 @@ class AttachContext:
     `announce` turns the ARP/NA announcement after ADD on or off; `announcer` sends it.
     `pod_devices` answers which devices of a resource a pod holds (kubelet's PodResources API,
     `host.podresources`); only an ADD whose config has a `resourceName` and no deviceID asks.
+    `boot_id` is this boot's id (`host.boot.boot_id`): ADD stamps it on its record, and a
+    record stamped with another one is an earlier boot's (`earlier_boot`). None: unknown, and
+    then no record is taken for an earlier boot's.
     """
 
     sysfs: Sysfs
@@ -47,6 +50,16 @@ class AttachContext:
     return_timeout: float = 2.0
     still_wanted: Callable[[], None] | None = None
     pod_devices: PodDevices | None = None
+    boot_id: str | None = None
+
+    def earlier_boot(self, record_boot_id: str | None) -> bool:
+        """Whether a record stamped `record_boot_id` was written by an earlier boot: both ids
+        known and different (the kernel state it describes died with that boot)."""
+        return (
+            record_boot_id is not None
+            and self.boot_id is not None
+            and record_boot_id != self.boot_id
+        )
 
     def step(self, name: str) -> None:
         """ADD finished step `name` (for fault injection; nothing otherwise)."""

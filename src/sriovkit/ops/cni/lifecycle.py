@@ -26,6 +26,10 @@ Releasing (`release`, for DEL, GC and ADD's stale cleanup alike): the kind gives
 record holds, with IPAM DEL overlapping the move home once the kind has taken the addresses off
 the pod's interface (else after it), then the attachment record, then the allocations. A
 failure before the records go raises and keeps them, so a retried DEL or a GC finishes the job.
+A record of an earlier boot (its `boot_id` is not this boot's: `AttachContext.earlier_boot`)
+gives nothing back: what it describes (the netdev in a pod, the VF's attributes) died with that
+boot, and restoring its "original" state would overwrite this boot's VF. IPAM is still released
+and the records deleted; ADD takes such a holder for one whose pod is gone.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -54,6 +58,7 @@ from sriovkit.ops.cni.kind import AnyKind
 from sriovkit.ops.cni.pod import announce_addresses, configure_addresses, require_free_name
 from sriovkit.ops.cni.rollback import Rollback, failed
 
+_A = TypeVar("_A", bound=Attachment)
 Kinds = Mapping[str, AnyKind]
 """Every kind by its records' tag: DEL and GC find the kind of a record here."""
 
@@ -134,7 +139,8 @@ def _reclaim(
         if holder is None or device not in holder.devices:
             store.delete_allocation(device)  # stale: an ADD died before writing its attachment
             continue
-        alive = ctx.netns_alive(Path(holder.netns))
+        # An earlier boot's holder is gone whatever its netns path names now.
+        alive = not ctx.earlier_boot(holder.boot_id) and ctx.netns_alive(Path(holder.netns))
         if alloc.key == key:
             if alive and holder.netns == str(netns) and holder.result is not None:
                 with contextlib.suppress(SriovkitError):
@@ -169,7 +175,7 @@ def _attach(
     store = ctx.store
     devices = kind.devices(target)
     what = kind.describe(devices)
-    record = kind.new_record(ctx, conf, target, key, netns)
+    record = _stamped(ctx, kind.new_record(ctx, conf, target, key, netns))
     pod = ctx.netlink.in_netns(netns) if kind.needs_pod(target) else None
     rollback: Rollback | None = None
     try:
@@ -217,6 +223,13 @@ def _attach(
         raise failed(err, rollback, what) from exc
 
 
+def _stamped(ctx: AttachContext, record: _A) -> _A:
+    """`record` with this boot's id: every kind's record says which boot made it."""
+    if record.boot_id == ctx.boot_id:
+        return record
+    return msgspec.structs.replace(record, boot_id=ctx.boot_id)
+
+
 def _write_records(
     ctx: AttachContext, record: Attachment, devices: Sequence[str], rollback: Rollback
 ) -> None:
@@ -248,7 +261,8 @@ def release(
     """Give back what `record` holds, release IPAM and delete the records (its locks held).
 
     When a device's allocation belongs to another attachment (this record is a leftover and
-    the device was handed out again since), nothing is given back: only IPAM and the record go.
+    the device was handed out again since), or the record is an earlier boot's (see the module
+    doc), nothing is given back: only IPAM and the records go.
     """
     store = ctx.store
     owned = [d for d in record.devices if _owned_by(store.read_allocation(d), record)]
@@ -256,7 +270,7 @@ def release(
     # IPAM is released once the pod holds none of its addresses (`DelIpam`): on a thread while
     # the netdev moves home where the kind says so and the plugin allows, else after.
     ipam = DelIpam(ctx.ipam, conf, env) if conf is not None else None
-    if len(owned) == len(record.devices):
+    if len(owned) == len(record.devices) and not ctx.earlier_boot(record.boot_id):
         kind = _kind_of(kinds, record)
         try:
             kind.restore(ctx, record, ipam.early if ipam is not None else None)

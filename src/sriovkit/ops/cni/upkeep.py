@@ -100,6 +100,11 @@ def check(
         record = ctx.store.read_attachment(key)
         if record is None:
             raise CheckFailed(f"the attachment {key} was deleted during CHECK")
+        if ctx.earlier_boot(record.boot_id):
+            raise CheckFailed(
+                f"the attachment {key} is from an earlier boot (boot id {record.boot_id}, "
+                f"this boot is {ctx.boot_id}): what it recorded is gone"
+            )
         kind.verify(ctx, record, conf.prev_result)
     conf_for_ipam = ipam_conf(raw_conf)
     if conf.ipam is not None and conf_for_ipam is not None:

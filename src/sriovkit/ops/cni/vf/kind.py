@@ -77,6 +77,7 @@ class VfKind(Kind[VfTarget, VfAttachment]):
             netns=str(netns),
             applied=AppliedState.from_settings(conf.settings, conf.mtu),
             original=_capture(ctx, target),
+            boot_id=ctx.boot_id,
         )
 
     def host_side(
