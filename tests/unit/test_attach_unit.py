@@ -20,11 +20,12 @@ from sriovkit.host.state import StateStore
 from sriovkit.model.attachment import AttachmentKey
 from sriovkit.model.cni import CniEnv, parse_netconf
 from sriovkit.model.pci import PciAddress
+from sriovkit.model.vf import VfSettings
 from sriovkit.ops import vf as vf_ops
 from sriovkit.ops.cni.context import AttachContext
 from sriovkit.ops.cni.plugins import SRIOV as attach
 from sriovkit.ops.cni.vf.device import resolve_vf
-from sriovkit.ops.vfconfig import read_vf
+from sriovkit.ops.vfconfig import apply_vf, read_vf
 from sriovkit.sim import create_host
 from sriovkit.sim.kernel import SimSysfs
 from sriovkit.sim.netlink import FakeNetlink
@@ -128,6 +129,32 @@ def test_add_del_on_the_fake_restores_everything(host: Host) -> None:
     assert host.store.attachment_keys() == []
     assert list(host.store.allocations()) == []
     attach.delete(host.ctx, host.env("DEL", "c1", pod), conf, raw)  # idempotent
+
+
+def test_add_without_pf_side_settings_reads_and_restores_no_pf_side(host: Host) -> None:
+    """ADD that sets no PF-side attribute records none (`pf_side` False) and DEL puts none back:
+    a PF-side change made by the host's admin meanwhile stays; with a setting, ADD captures the
+    PF side and DEL restores it."""
+    target = resolve_vf(host.sysfs, host.vf)
+    pod = host.pod("p1")
+    env = host.env("ADD", "c1", pod)
+    conf, raw = host.conf(env)
+    attach.add(host.ctx, env, conf, raw)
+    record = host.store.read_attachment(AttachmentKey("c1", "net1"))
+    assert record is not None and record.original.pf_side is False
+    assert record.original.vf_settings().empty
+    apply_vf(host.netlink, target.pf, 0, VfSettings(vlan=42))  # the admin, from the host
+    attach.delete(host.ctx, host.env("DEL", "c1", pod), conf, raw)
+    assert read_vf(host.netlink, target.pf, 0).vlan == 42
+    assert host.netlink.link(target.netdev or "").name == target.netdev
+
+    env = host.env("ADD", "c2", pod)
+    conf, raw = host.conf(env, vlan=7)
+    attach.add(host.ctx, env, conf, raw)
+    record = host.store.read_attachment(AttachmentKey("c2", "net1"))
+    assert record is not None and record.original.pf_side and record.original.vlan == 42
+    attach.delete(host.ctx, host.env("DEL", "c2", pod), conf, raw)
+    assert read_vf(host.netlink, target.pf, 0).vlan == 42
 
 
 def test_busy_vf_is_refused_with_code_11(host: Host) -> None:

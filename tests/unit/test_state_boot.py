@@ -191,12 +191,12 @@ def test_add_reclaims_an_earlier_boots_holder_without_restoring(host: Host) -> N
     _reboot(host, "p1")  # p1's netns path still exists: only the boot id tells it is gone
     pf = host.pf.netdev or ""
     apply_vf(host.netlink, pf, 0, VfSettings(vlan=42))
-    _add(host, "c2", "p2")
+    _add(host, "c2", "p2", vlan=5)  # captures the PF side (it sets some) before it applies
     assert host.store.attachment_keys() == [AttachmentKey("c2", "net1")]
     assert [a.container_id for a in host.store.allocations()] == ["c2"]
-    assert read_vf(host.netlink, pf, 0).vlan == 42
+    assert read_vf(host.netlink, pf, 0).vlan == 5
     record = host.store.read_attachment(AttachmentKey("c2", "net1"))
-    assert record is not None and record.original.vlan == 42
+    assert record is not None and record.original.vlan == 42  # c1's restore did not run
 
 
 def test_check_of_an_earlier_boots_record_fails(host: Host) -> None:

@@ -82,7 +82,10 @@ class VfOriginalState(msgspec.Struct, frozen=True, kw_only=True):
     `admin_mac` is what the PF reports for the VF (IFLA_VF_MAC, all-zero when never set);
     `effective_mac` is the VF netdev's own address. Both are restored: some drivers (e.g. i40e
     with trust off) refuse a netdev MAC change unless the admin MAC is put back first.
-    `netns` None means the host (initial) namespace.
+    `netns` None means the host (initial) namespace. `pf_side` False: ADD set no PF-side
+    attribute, so none was read (the PF's view of the VF is left alone from ADD to DEL, as a
+    pod cannot change it but for the MAC, which comes back with the netdev's); the PF-side
+    fields then hold their defaults and `vf_settings` puts nothing back.
     """
 
     name: str
@@ -100,11 +103,12 @@ class VfOriginalState(msgspec.Struct, frozen=True, kw_only=True):
     netns: str | None = None
     up: bool = False
     altnames: tuple[str, ...] = ()
+    pf_side: bool = True
 
     @classmethod
     def capture(
         cls,
-        info: VfInfo,
+        info: VfInfo | None,
         *,
         name: str,
         effective_mac: str,
@@ -113,7 +117,13 @@ class VfOriginalState(msgspec.Struct, frozen=True, kw_only=True):
         up: bool = False,
         altnames: tuple[str, ...] = (),
     ) -> VfOriginalState:
-        """The original state from the PF's view of the VF plus its netdev's name, MAC, MTU."""
+        """The original state from the PF's view of the VF (None: not read, see `pf_side`)
+        plus its netdev's name, MAC, MTU."""
+        if info is None:
+            return cls(
+                name=name, admin_mac="", effective_mac=effective_mac, mtu=mtu, netns=netns,
+                up=up, altnames=altnames, pf_side=False,
+            )  # fmt: skip
         return cls(
             name=name,
             admin_mac=info.mac,
@@ -133,7 +143,10 @@ class VfOriginalState(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     def vf_settings(self) -> VfSettings:
-        """PF-side settings that put the VF back (spoofchk/trust only if the driver had them)."""
+        """PF-side settings that put the VF back (spoofchk/trust only if the driver had them;
+        none when they were not read, `pf_side`)."""
+        if not self.pf_side:
+            return VfSettings()
         return VfInfo(
             index=0,
             mac=self.admin_mac,

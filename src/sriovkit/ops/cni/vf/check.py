@@ -70,8 +70,8 @@ def verify(ctx: AttachContext, record: VfAttachment, prev: CniResult | None = No
                     problems.append(f"address {address} from prevResult is missing")
         finally:
             pod.close()
-    if record.pf is not None and record.vf_index is not None:
-        wanted = record.applied.vf_settings()
+    wanted = record.applied.vf_settings()
+    if record.pf is not None and record.vf_index is not None and not wanted.empty:
         current = read_vf(ctx.netlink, record.pf, record.vf_index)
         for attr in not_applied(current, wanted):
             for name in ATTR_FIELDS[attr]:

@@ -76,7 +76,7 @@ class VfKind(Kind[VfTarget, VfAttachment]):
             vf_index=target.index,
             netns=str(netns),
             applied=AppliedState.from_settings(conf.settings, conf.mtu),
-            original=_capture(ctx, target),
+            original=_capture(ctx, target, pf_side=not conf.settings.empty),
             boot_id=ctx.boot_id,
         )
 
@@ -144,8 +144,10 @@ class VfKind(Kind[VfTarget, VfAttachment]):
         verify(ctx, record, prev)
 
 
-def _capture(ctx: AttachContext, vf: VfTarget) -> VfOriginalState:
-    info = read_vf(ctx.netlink, vf.pf, vf.index)
+def _capture(ctx: AttachContext, vf: VfTarget, *, pf_side: bool) -> VfOriginalState:
+    """The VF as it is: its PF-side attributes only where ADD will change some (`pf_side`)
+    or the VF has no netdev (DPDK), as reading them makes the kernel gather every VF's."""
+    info = read_vf(ctx.netlink, vf.pf, vf.index) if pf_side or vf.dpdk else None
     if vf.dpdk:
         return VfOriginalState.capture(info, name="", effective_mac="", mtu=0)
     link = ctx.netlink.link(require_netdev(vf))
