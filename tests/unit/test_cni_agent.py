@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -201,6 +202,30 @@ def test_agent_serves_the_shim_protocol(sock_dir: Path) -> None:
         ({"SRIOVKIT_STATE_DIR": "/default", "SRIOVKIT_ROOT": "/r1", "CNI_COMMAND": "DEL"}, b"cfg")
     ]
     assert not path.exists()  # removed at shutdown
+
+
+def test_an_idle_worker_serves_the_next_request_and_leaves_at_shutdown(sock_dir: Path) -> None:
+    """Workers outlive their request (a thread start per request costs the GIL time every
+    concurrent request shares): one after another, requests run on the same thread; stopping
+    the agent ends the idle ones."""
+    path = sock_dir / "agent.sock"
+    threads: list[int] = []
+
+    def run(env: Mapping[str, str], stdin: bytes, **kw: Any) -> tuple[int, bytes]:
+        threads.append(threading.get_ident())
+        return 0, b""
+
+    with agent_thread(path, run) as agent:
+        for _ in range(3):
+            request = shim.encode_request({b"CNI_COMMAND": b"DEL"}, b"{}")
+            assert shim.call_agent(str(path), request, timeout=10) == (0, b"")
+        assert len(set(threads)) == 1
+        deadline = time.monotonic() + 5
+        while agent._idle != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert agent._idle == 1 and len(agent._workers) == 1
+    assert not agent._workers  # the idle worker left when the agent stopped
+    assert not any(t.ident in threads for t in threading.enumerate())
 
 
 def test_second_agent_is_refused_and_a_stale_socket_replaced(sock_dir: Path) -> None:
