@@ -242,7 +242,12 @@ def execute(
 
 
 def _logged_conf(stdin: bytes) -> dict[str, Any] | None:
-    """The config to log for, only if it validates: a rejected config names no file to write."""
+    """The config to log for, only if it validates: a rejected config names no file to write.
+
+    A config that cannot name a `logFile` (not even as JSON escapes) is not parsed again.
+    """
+    if b"logFile" not in stdin and b"\\u" not in stdin:
+        return None
     try:
         parse_netconf(stdin)
     except SriovkitError:
