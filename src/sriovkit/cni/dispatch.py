@@ -16,8 +16,9 @@ the client built here on `$SRIOVKIT_KUBELET_DIR/pod-resources/kubelet.sock` (def
 error boundary: anything ops raises, expected or not, becomes the spec's error object here.
 
 DEL is lenient on purpose: a runtime may hand DEL a config that no longer parses (an upgraded
-plugin, a hand-edited file) and the attachment record alone says what to give back, so DEL goes
-ahead with `conf=None` rather than leave a VF stranded in a dead pod.
+plugin, a hand-edited file) and the attachment record alone says what to give back, so DEL does
+not validate the config at all (it is only handed on to IPAM, as JSON) rather than leave a VF
+stranded in a dead pod.
 """
 
 from __future__ import annotations
@@ -171,8 +172,9 @@ def _run(
         return _dump(version_dict(_sniff_version(stdin)))
     raw = _raw_conf(stdin)
     plugin = _plugin(raw)
-    conf: NetConf | None
-    try:
+    conf: NetConf | None = None
+    if command is not CniCommand.DEL:
+        # DEL is not validated at all (see the module doc): the record says what to give back.
         # A config that names no plugin of ours still gets the usual errors for what is wrong
         # with it (not JSON, a bad cniVersion) before the one about its type.
         conf = (plugin or SRIOV).parse(stdin, cni_env)
@@ -180,16 +182,11 @@ def _run(
             raise InvalidInput(
                 "type", f"{conf.type!r} is not a plugin sriovkit serves ({', '.join(PLUGINS)})"
             )
-    except SriovkitError:
-        if command is not CniCommand.DEL:
-            raise
-        conf = None
-    if conf is not None:
         wanted = command in {CniCommand.ADD, CniCommand.CHECK}
         conf = read_device_info(conf, required=wanted and conf.resource_name is None)
-    if raw is None and command is not CniCommand.DEL:
-        # parse_netconf accepted it, so this cannot happen; say so rather than pass None on.
-        raise DecodeFailure("failed to decode network config: not a JSON object")
+        if raw is None:
+            # parse_netconf accepted it, so this cannot happen; say so rather than pass None on.
+            raise DecodeFailure("failed to decode network config: not a JSON object")
     with ctx_factory(env) as seams:
         # Per request, so not the factory's business (it may hand out pooled seams).
         ctx = (
