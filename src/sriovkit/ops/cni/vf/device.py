@@ -197,10 +197,10 @@ def bring_home(
     for alt in link.altnames:
         pod.del_altname(link.name, alt)
     if link.up:
-        # Down first, then the move: with its addresses already gone (above), the kernel moves
-        # a netdev out of a netns faster so than running (benchmarks/netns_move.py, medians of
-        # 24 on the 2-vCPU CI machine: ~16-18 ms against ~20 for one message that also takes
-        # it down), where one message moving it in and bringing it up is the fastest way in.
+        # Down first, then the move: a netdev already down and without its addresses (above)
+        # leaves a netns faster than in one message that also takes it down
+        # (benchmarks/netns_move.py, medians of 24 on the 2-vCPU CI machine: ~16-17.5 ms
+        # against ~19-20), where one message moving it in and up is the fastest way in.
         pod.set_link(link.name, LinkChange(up=False))
     original = record.original
     move_home(pod, link.name, original, original_up(original), host_netns)
