@@ -1,8 +1,10 @@
 """The rtnetlink connection the pyroute2 seam's parts share: socket, error mapping, link lookups.
 
 `Pyroute2Netlink` (`_pyroute2.py`) is composed of parts by concern (`_pyroute2_links.py`,
-`_pyroute2_vfs.py`, `_pyroute2_addrs.py`), each a subclass of `Rtnl`, so they share one socket
-and one name -> ifindex cache. pyroute2 itself is imported only when a seam is opened.
+`_pyroute2_vfs.py`, `_pyroute2_addrs.py`), each a subclass of `Rtnl`, so they share its sockets
+and one name -> ifindex cache: the hot path's socket (`_pyroute2_wire.Wire`), and pyroute2's
+IPRoute for the rest, opened on first use. pyroute2 itself is imported only when a seam is
+opened.
 
 Namespaces: a socket for another netns is opened by a short-lived thread that enters the namespace,
 creates the socket and exits; the socket stays in the namespace it was created in. The calling

@@ -117,6 +117,13 @@ class Pyroute2Links(Rtnl):
         self._indexes[info.name] = index
         return info
 
+    def apply_link(self, name: str, change: LinkChange) -> None:
+        """One RTM_SETLINK, as `set_link`, without reading the link back."""
+        with self._on(name, f"failed to configure link {name}") as index:
+            self._setlink(index, change)
+        if change.new_name is not None:
+            self._forget(index)
+
     def move_link(self, name: str, netns: Path, change: LinkChange) -> None:
         """One RTM_SETLINK: IFLA_NET_NS_FD + IFLA_IFNAME + MTU + address + flags."""
         with self._on(name, f"failed to move link {name} to {netns}") as index:

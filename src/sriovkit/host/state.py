@@ -45,8 +45,6 @@ import stat
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, cast
-from urllib.parse import quote, unquote
 
 import msgspec
 
@@ -54,14 +52,15 @@ from sriovkit.errors import HostError, InvalidInput
 from sriovkit.host.atomicfile import write_at
 from sriovkit.host.boot import PROC, predates_boot
 from sriovkit.host.statefiles import discard_leftover, flock_within, sweep_temps
-from sriovkit.model.attachment import (
-    ATTACHMENT_KINDS,
-    LEGACY_KIND,
-    SCHEMA,
-    AllocationRecord,
-    Attachment,
-    AttachmentKey,
+from sriovkit.host.staterecords import (
+    CorruptRecord,
+    R,
+    attachment_file_name,
+    decode_record,
+    key_of,
+    pci_name,
 )
+from sriovkit.model.attachment import AllocationRecord, Attachment, AttachmentKey
 from sriovkit.model.pci import PciAddress
 
 DEFAULT_STATE_DIR = Path("/var/lib/sriovkit")
@@ -76,7 +75,6 @@ JOURNAL_LOCK = "pending-del.lock"
 _TMP_PREFIX = "."
 _TMP_SUFFIX = ".tmp"
 """Age (s) after which an unlocked temp file in the state dir is a dead writer's leftover."""
-_R = TypeVar("_R", Attachment, AllocationRecord)
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
@@ -88,30 +86,6 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
     if not path.is_absolute():
         raise InvalidInput(STATE_DIR_ENV, f"{text!r} is not an absolute path")
     return path
-
-
-def attachment_file_name(key: AttachmentKey) -> str:
-    """`<containerID>@<ifname>.json`; the ifname is %-quoted (it may hold any byte but / and :).
-
-    A container id cannot contain `@`, so the first `@` always splits the name unambiguously.
-    """
-    return f"{key.container_id}@{quote(key.ifname, safe='-_.')}.json"
-
-
-def _key_of(name: str) -> AttachmentKey | None:
-    if name.startswith(_TMP_PREFIX) or not name.endswith(".json") or "@" not in name:
-        return None
-    cid, _, quoted = name[: -len(".json")].partition("@")
-    try:
-        key = AttachmentKey(cid, unquote(quoted, errors="strict"))
-    except (InvalidInput, UnicodeDecodeError):
-        return None
-    return key if attachment_file_name(key) == name else None
-
-
-def _pci_name(pci: PciAddress | str) -> str:
-    addr = pci if isinstance(pci, PciAddress) else PciAddress.parse(pci, "VF PCI address")
-    return str(addr)
 
 
 class StateStore:
@@ -211,7 +185,7 @@ class StateStore:
                     raise HostError(f"state record {path} is not a regular file; refusing")
                 return f.read(), st
 
-    def _load(self, sub: str, name: str, kind: type[_R]) -> _R | None:
+    def _load(self, sub: str, name: str, kind: type[R]) -> R | None:
         """The record `name`; None if there is none or it is an earlier boot's unreadable
         leftover, which is removed (see the module doc)."""
         found = self._read(sub, name)
@@ -219,8 +193,8 @@ class StateStore:
             return None
         data, st = found
         try:
-            return self._decode(sub, name, data, kind)
-        except _Corrupt:
+            return decode_record(self.dir / sub / name, data, kind)
+        except CorruptRecord:
             if not predates_boot(st.st_mtime, self.proc):
                 raise
         with self._subdir(sub) as dfd:
@@ -247,32 +221,6 @@ class StateStore:
             if temps:
                 sweep_temps(dfd, temps)
             return sorted(n for n in names if n.endswith(".json") and not n.startswith(_TMP_PREFIX))
-
-    def _decode(self, sub: str, name: str, data: bytes, kind: type[_R]) -> _R:
-        path = self.dir / sub / name
-        try:
-            head = msgspec.json.decode(data, type=_Head)
-        except msgspec.DecodeError as exc:
-            raise _Corrupt(f"state record {path} is corrupt: {exc}") from None
-        if head.schema != SCHEMA:
-            raise HostError(
-                f"state record {path} has schema {head.schema}; "
-                f"this sriovkit reads schema {SCHEMA}"
-            )
-        cls: type[Any] = kind
-        if kind is Attachment:
-            # The union's tag picks the record class; records from before kinds have none.
-            found = ATTACHMENT_KINDS.get(head.kind or LEGACY_KIND)
-            if found is None:
-                raise HostError(
-                    f"state record {path} is of kind {head.kind!r}, which this sriovkit does "
-                    f"not know ({', '.join(sorted(ATTACHMENT_KINDS))})"
-                )
-            cls = found
-        try:
-            return cast(_R, msgspec.json.decode(data, type=cls))
-        except (msgspec.DecodeError, InvalidInput) as exc:
-            raise _Corrupt(f"state record {path} is corrupt: {exc}") from None
 
     # --- attachment records --------------------------------------------------------------
 
@@ -316,7 +264,7 @@ class StateStore:
 
     def attachment_keys(self) -> list[AttachmentKey]:
         """Keys of all attachment records (files with foreign names are skipped)."""
-        keys = (_key_of(n) for n in self._names(_ATTACH))
+        keys = (key_of(n) for n in self._names(_ATTACH))
         return [k for k in keys if k is not None]
 
     def attachments(self) -> Iterator[Attachment]:
@@ -330,21 +278,21 @@ class StateStore:
 
     def write_allocation(self, record: AllocationRecord) -> None:
         """Create or atomically replace the allocation record of `record.device_id`."""
-        self._write(_ALLOC, f"{_pci_name(record.device_id)}.json", msgspec.json.encode(record))
+        self._write(_ALLOC, f"{pci_name(record.device_id)}.json", msgspec.json.encode(record))
 
     def read_allocation(self, pci: PciAddress | str) -> AllocationRecord | None:
         """Who holds the VF at `pci`, or None."""
-        name = f"{_pci_name(pci)}.json"
+        name = f"{pci_name(pci)}.json"
         record = self._load(_ALLOC, name, AllocationRecord)
         if record is None:
             return None
-        if record.device_id != _pci_name(pci):
+        if record.device_id != pci_name(pci):
             raise HostError(f"state record {self.dir / _ALLOC / name} is for {record.device_id}")
         return record
 
     def delete_allocation(self, pci: PciAddress | str) -> bool:
         """Release the VF at `pci`; False if it was not allocated."""
-        return self._delete(_ALLOC, f"{_pci_name(pci)}.json")
+        return self._delete(_ALLOC, f"{pci_name(pci)}.json")
 
     def allocations(self) -> Iterator[AllocationRecord]:
         """All allocation records."""
@@ -366,7 +314,7 @@ class StateStore:
         `timeout` seconds. flock() locks belong to the open file, so two threads of the agent
         exclude each other too, and a holder that dies releases the lock with its last fd.
         """
-        with self._lock(f"{_pci_name(pci)}.lock", f"VF {pci}", timeout):
+        with self._lock(f"{pci_name(pci)}.lock", f"VF {pci}", timeout):
             yield
 
     @contextlib.contextmanager
@@ -427,20 +375,9 @@ def _temp(name: str) -> str:
     return f"{_TMP_PREFIX}{name}.{os.getpid()}.{time.monotonic_ns()}{_TMP_SUFFIX}"
 
 
-class _Corrupt(HostError):
-    """A record that cannot be decoded (see `StateStore._load`)."""
-
-
 def _stripe(prefix: str, text: str) -> str:
     digest = hashlib.blake2b(text.encode(), digest_size=4).digest()
     return f"{prefix}-{int.from_bytes(digest, 'big') % ATTACHMENT_STRIPES:02d}.lock"
-
-
-class _Head(msgspec.Struct):
-    """The part of a record read first: its layout version and, for attachments, its kind."""
-
-    schema: int = 0
-    kind: str | None = None
 
 
 __all__ = [

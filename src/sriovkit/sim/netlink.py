@@ -187,6 +187,10 @@ class FakeNetlink(FakeVfAttrs, FakeAddresses, FakeBonds):
 
         return self._run(apply, write=True)
 
+    def apply_link(self, name: str, change: LinkChange) -> None:
+        """`set_link` without the read back (the fake reads nothing more either way)."""
+        self.set_link(name, change)
+
     @staticmethod
     def _configure(w: World, link: SimLink, netns: str, change: LinkChange) -> None:
         what = f"failed to configure link {link.name}"

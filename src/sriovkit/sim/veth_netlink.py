@@ -127,6 +127,10 @@ class SplitNetlink:
         """Rename / MTU / MAC / admin state on whichever side holds the link."""
         return self._for(name).set_link(name, change)
 
+    def apply_link(self, name: str, change: LinkChange) -> None:
+        """`set_link` on whichever side holds the link, without reading it back."""
+        self._for(name).apply_link(name, change)
+
     def move_link(self, name: str, netns: Path, change: LinkChange) -> None:
         """A real netns move for a veth end (a PF refuses, as the fake's NETNS_LOCAL PF does)."""
         self._for(name).move_link(name, netns, change)

@@ -201,7 +201,7 @@ def bring_home(
         # leaves a netns faster than in one message that also takes it down
         # (benchmarks/netns_move.py, medians of 24 on the 2-vCPU CI machine: ~16-17.5 ms
         # against ~19-20), where one message moving it in and up is the fastest way in.
-        pod.set_link(link.name, LinkChange(up=False))
+        pod.apply_link(link.name, LinkChange(up=False))
     original = record.original
     move_home(pod, link.name, original, original_up(original), host_netns)
     restore_altnames(host, original)
