@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ if os.geteuid() != 0 or shutil.which("ip") is None:
 
 from sriovkit.host._pyroute2 import Pyroute2Netlink  # noqa: E402
 from sriovkit.host._pyroute2_conn import link_info  # noqa: E402
+from sriovkit.host.netlink import LinkInfo  # noqa: E402
 
 
 def ip(*args: str) -> None:
@@ -181,11 +183,36 @@ def test_link_states_say_what_links_say(nl: Pyroute2Netlink) -> None:
     }  # fmt: skip
 
 
+def _decoded_by_pyroute2(msg: Any) -> LinkInfo:
+    """The reference: `LinkInfo` from pyroute2's own decoding of every attribute."""
+    linkinfo = msg.get_attr("IFLA_LINKINFO")
+    props = msg.get_attr("IFLA_PROP_LIST")
+    return LinkInfo(
+        index=int(msg["index"]),
+        name=str(msg.get_attr("IFLA_IFNAME")),
+        mac=str(msg.get_attr("IFLA_ADDRESS") or "00:00:00:00:00:00"),
+        mtu=int(msg.get_attr("IFLA_MTU") or 0),
+        operstate=str(msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN").lower(),
+        carrier=bool(msg.get_attr("IFLA_CARRIER")),
+        up=bool(int(msg["flags"]) & 1),
+        kind=linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None,
+        altnames=tuple(props.get_attrs("IFLA_ALT_IFNAME")) if props is not None else (),
+        num_vfs=int(msg.get_attr("IFLA_NUM_VF") or 0),
+        parent=msg.get_attr("IFLA_PARENT_DEV_NAME"),
+        link_netnsid=msg.get_attr("IFLA_LINK_NETNSID"),
+        master=msg.get_attr("IFLA_MASTER"),
+        link=msg.get_attr("IFLA_LINK"),
+        parent_bus=msg.get_attr("IFLA_PARENT_DEV_BUS_NAME"),
+        max_mtu=msg.get_attr("IFLA_MAX_MTU"),
+    )
+
+
 def test_direct_link_reading_equals_pyroute2s_decoding(netns: tuple[Path, Path]) -> None:
-    """`rtnl_link.parse_link` (the hot path's reading of RTM_NEWLINK) gives exactly the
-    `LinkInfo` that pyroute2's full decoding gives (`link_info`), for every kind of link the
-    kernel here has: loopback, veth pairs (peer in this netns, peer in another, with altname,
-    down and up, with a custom MTU and MAC), and the root netns's own links."""
+    """`rtnl_link.parse_link` (the one reading of RTM_NEWLINK: the hot path's, and through
+    `link_info` that of every message pyroute2 received) gives exactly the `LinkInfo` that
+    pyroute2's full decoding gives, for every kind of link the kernel here has: loopback, veth
+    pairs (peer in this netns, peer in another, with altname, down and up, with a custom MTU and
+    MAC), and the root netns's own links; from single requests and from a dump."""
     host, pod = netns
     ip("-n", host.name, "link", "add", "skv2", "mtu", "1400", "address", "02:00:00:00:00:42",
        "type", "veth", "peer", "name", "skv3", "netns", pod.name)  # fmt: skip
@@ -199,9 +226,11 @@ def test_direct_link_reading_equals_pyroute2s_decoding(netns: tuple[Path, Path])
             for name in names:
                 for vfs in (True, False):
                     fast = seam._link_info(name=name, vfs=vfs)
-                    slow = link_info(seam._getlink(name=name, vfs=vfs))
-                    assert fast == slow, name
+                    decoded = seam._getlink(name=name, vfs=vfs)
+                    assert fast == _decoded_by_pyroute2(decoded) == link_info(decoded), name
                     assert seam._link_info(index=fast.index, vfs=vfs) == fast
+            dumped = list(seam._ipr.get_links())
+            assert [link_info(m) for m in dumped] == [_decoded_by_pyroute2(m) for m in dumped]
     with Pyroute2Netlink(host) as seam:
         veth = seam.link("skalt0")  # by altname, as the kernel resolves it
         assert (veth.name, veth.altnames, veth.kind, veth.up) == (

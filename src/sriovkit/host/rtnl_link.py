@@ -2,9 +2,10 @@
 
 pyroute2 decodes every attribute of a link message into objects (~170 µs for a veth: its
 statistics, queues, IPv6 settings and so on); `LinkInfo` needs 16 of them, which a walk over
-the attributes reads in ~20 µs. The walk reads exactly what `_pyroute2_conn.link_info` reads
-from pyroute2's decoding (a test compares the two on the kernel's links); messages whose VF
-attributes are wanted (`VfAttrs.vfs`) still go through pyroute2.
+the attributes reads in ~20 µs. It is the one reading of a link message: messages pyroute2
+received (dumps, bonds) are read from their own bytes too (`_pyroute2_conn.link_info`); a test
+compares it with pyroute2's decoding on the kernel's links. Messages whose VF attributes are
+wanted (`VfAttrs.vfs`) are decoded by pyroute2 for those.
 """
 
 from __future__ import annotations
